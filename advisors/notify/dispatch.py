@@ -1,0 +1,118 @@
+"""Alert transitions -> Delivery rows (one per webhook and notification) -> delivery tasks.
+
+Called after every evaluation cycle with what fired and resolved. Silenced alerts and alerts
+below a webhook's min_severity are left out. Each delivery is its own task, so a slow or dead
+receiver only delays itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from advisors.models import Alert, Delivery, Silence, Webhook
+from advisors.notify import NOTIFIERS
+from advisors.notify.base import AlertView, Context
+
+log = logging.getLogger(__name__)
+
+
+def external_url() -> str:
+    url = getattr(settings, "EXTERNAL_URL", None) or os.environ.get("THOXDASH_EXTERNAL_URL")
+    return (url or f"http://127.0.0.1:{os.environ.get('THOXDASH_PORT', '8090')}").rstrip("/")
+
+
+def reason(alerts: list[AlertView]) -> str:
+    states = {a.status for a in alerts}
+    if states == {"resolved"}:
+        return "all alerts resolved"
+    if "resolved" in states:
+        return "some alerts resolved"
+    return "first notification"
+
+
+def idempotency_key(webhook_id: int, alerts: Iterable[Alert]) -> str:
+    body = ",".join(f"{a.pk}:{a.state}:{a.severity}" for a in sorted(alerts, key=lambda a: a.pk))
+    return f"wh{webhook_id}:" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def plan(alerts: list[Alert]) -> list[Delivery]:
+    """Create (idempotently) the Delivery rows for these transitions; returns the new ones."""
+    if not alerts:
+        return []
+    silences = list(Silence.active())
+    hooks = list(Webhook.objects.filter(enabled=True))
+    ext = external_url()
+    created: list[Delivery] = []
+    by_device: dict[str, list[Alert]] = {}
+    for alert in alerts:
+        if alert.silenced_by(silences) is None:
+            by_device.setdefault(alert.device, []).append(alert)
+    for device, group in by_device.items():
+        for hook in hooks:
+            chosen = [a for a in group if hook.wants(a.severity)]
+            notifier = NOTIFIERS.get(hook.format)
+            if not chosen or notifier is None:
+                continue
+            views = [AlertView.of(a, ext) for a in chosen]
+            payload = notifier.payload(views, Context(hook.pk, ext, device, reason(views)))
+            delivery, new = Delivery.objects.get_or_create(
+                idempotency_key=idempotency_key(hook.pk, chosen),
+                defaults={"webhook": hook, "payload": payload, "next_attempt_at": timezone.now()})
+            if new:
+                created.append(delivery)
+    return created
+
+
+def enqueue(pk: int, countdown: float = 0.0) -> None:
+    """Hand one delivery to Celery; if the broker is down the sweep picks the row up later."""
+    from advisors.notify.tasks import deliver
+
+    try:
+        deliver.apply_async((pk,), countdown=countdown or None)
+    except Exception as exc:  # broker unreachable: the row stays pending, the sweep retries it
+        log.warning("could not enqueue delivery %s: %s", pk, exc)
+
+
+def start_now(pk: int) -> None:
+    """First attempt right away on this worker's delivery pool (no second trip through the queue,
+    where it would wait behind the next cycle's evaluations); retries go through Celery."""
+    from advisors.notify.tasks import pool, run_attempt
+
+    pool().submit(run_attempt, pk)
+
+
+def notify_transitions(result: dict[str, list[Alert]]) -> list[Delivery]:
+    """Called by the evaluation task: plan the deliveries and start each one (one per webhook)."""
+    alerts = [*result.get("fired", []), *result.get("escalated", []), *result.get("resolved", [])]
+    deliveries = plan(alerts)
+    for delivery in deliveries:
+        transaction.on_commit(lambda pk=delivery.pk: start_now(pk))
+    return deliveries
+
+
+def sweep(grace_s: float = 10.0) -> int:
+    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted)."""
+    now = timezone.now()
+    late = now - timedelta(seconds=grace_s)
+    stuck = Delivery.objects.filter(
+        Q(status=Delivery.SENDING, locked_until__lt=now)
+        | Q(status__in=[Delivery.PENDING, Delivery.RETRYING], next_attempt_at__lt=late)
+    ).values_list("pk", flat=True)[:500]
+    for pk in stuck:
+        enqueue(pk)
+    return len(stuck)
+
+
+def as_dicts(deliveries: Iterable[Delivery]) -> list[dict[str, Any]]:
+    return [{"id": d.pk, "webhook": d.webhook_id, "status": d.status, "attempts": d.attempts,
+             "http_status": d.http_status, "error": d.error, "duration_ms": d.duration_ms} for d in deliveries]

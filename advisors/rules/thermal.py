@@ -1,0 +1,104 @@
+"""thermal_throttling (hot zone with clocks falling) and gpu_clock_not_locked (policy wants locked)."""
+
+from __future__ import annotations
+
+from statistics import median
+from typing import Any
+
+from advisors.rules.base import Finding
+from advisors.rules.window import Window
+
+
+def _clock_points(window: Window, which: str, since: float) -> list[tuple[float, float]]:
+    """The GPU clock, or the mean CPU clock per sample time, in Hz."""
+    if which == "gpu":
+        return window.points("gpu_freq_hz", since)
+    per_ts: dict[float, list[float]] = {}
+    for _key, (_labels, pts) in window.by_metric("cpu_freq_hz").items():
+        for ts, v in pts:
+            if ts >= since:
+                per_ts.setdefault(ts, []).append(v)
+    return [(ts, sum(v) / len(v)) for ts, v in sorted(per_ts.items())]
+
+
+def _falling(window: Window, zone: str, since: float, drop: float, recent_s: float) -> tuple[str, float, float] | None:
+    """A sustained fall: the median clock of the last `recent_s` is `drop` below the window's
+    90th percentile (single DVFS dips do not count)."""
+    kinds = ["gpu"] if "gpu" in zone.lower() else ["cpu"] if "cpu" in zone.lower() else ["gpu", "cpu"]
+    for kind in kinds:
+        points = _clock_points(window, kind, since)
+        recent = [v for ts, v in points if ts >= window.now - recent_s]
+        if len(points) < 3 or not recent:
+            continue
+        ordered = sorted(v for _, v in points)
+        peak = ordered[int(0.9 * (len(ordered) - 1))]
+        now = median(recent)
+        if peak > 0 and now < peak * (1 - drop):
+            return kind.upper(), now, peak
+    return None
+
+
+def thermal_throttling(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
+    """Warning when a zone is within `thermal_margin_celsius` of its throttle point while clocks
+    fall from their recent peak; critical at or above the point. Once firing it stays so until the
+    zone cools `thermal_clear_celsius` below the margin."""
+    t = config["thresholds"]
+    # throttle points: device config first, then what the agent reports in its state
+    reported = window.state.get("throttle_celsius")
+    source = config.get("throttle_celsius") or (reported if isinstance(reported, dict) else {})
+    points_c: dict[str, float] = {str(k): float(v) for k, v in source.items() if v is not None}
+    default = t.get("default_throttle_celsius")
+    margin, clear = float(t["thermal_margin_celsius"]), float(t["thermal_clear_celsius"])
+    out = []
+    for _key, (labels, points) in window.by_metric("temperature_celsius").items():
+        zone = labels.get("zone", "")
+        limit = points_c.get(zone, default)
+        if limit is None or not points:
+            continue
+        temp = points[-1][1]
+        lab = {"zone": zone}
+        firing = Finding("thermal_throttling", "warning", lab).fingerprint in active
+        if temp < limit - margin - (clear if firing else 0.0):
+            continue
+        fall = _falling(window, zone, window.now - float(t["window_s"]), float(t["thermal_clock_drop_ratio"]),
+                        float(t["thermal_recent_s"]))
+        if temp < limit and fall is None and not firing:
+            continue
+        clocks = ""
+        if fall:
+            kind, now_hz, peak_hz = fall
+            clocks = f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} from {peak_hz / 1e6:.0f} MHz"
+        where = (f"at or above its {limit:.0f} °C throttle point" if temp >= limit
+                 else f"{limit - temp:.1f} °C below its {limit:.0f} °C throttle point")
+        out.append(Finding("thermal_throttling", "critical" if temp >= limit else "warning", lab,
+                           f"{zone} at {temp:.1f} °C, {where}{clocks}", temp))
+    return out
+
+
+def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
+    """Where the device policy wants locked clocks (jetson_clocks): they are not."""
+    if not config.get("want_locked_clocks"):
+        return []
+    t = config["thresholds"]
+    flag = window.last("jetson_clocks_active")
+    state = window.state.get("jetson_clocks", window.state.get("clocks_locked"))
+    reason = ""
+    if flag is not None:
+        if flag < 0.5:
+            reason = "jetson_clocks is not active"
+    elif isinstance(state, bool):
+        if not state:
+            reason = "jetson_clocks is not active"
+    else:
+        since = window.now - float(t["unlocked_for_s"])
+        freq = window.points("gpu_freq_hz", since)
+        top = window.last("gpu_freq_max_hz")
+        ratio = float(t["unlocked_clock_ratio"])
+        if top and len(freq) >= 2 and freq[-1][0] - freq[0][0] >= float(t["unlocked_for_s"]) / 2 \
+                and all(v < top * ratio for _, v in freq):
+            reason = f"GPU clock {freq[-1][1] / 1e6:.0f} MHz, below its {top / 1e6:.0f} MHz maximum"
+    if not reason:
+        return []
+    return [Finding("gpu_clock_not_locked", "warning", {},
+                    f"GPU clocks are not locked ({reason}); the device policy wants them locked "
+                    "for steady latency: run jetson_clocks")]

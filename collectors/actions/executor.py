@@ -1,0 +1,323 @@
+"""The agent side: consume signed action requests from Redis, execute them, write results.
+
+Stream entries of `{p}dev:{id}:actions` are read with the consumer group `agent`. Each request
+gets exactly one result in `{p}dev:{id}:action_results` (field `j`), and its full record (with
+the saved old values for undo) in the hash `{p}dev:{id}:action_log` keyed by request id, which is
+also what makes requests idempotent: a request id already in the log is never applied again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from collectors.actions import registry
+from collectors.actions.base import ApplyError, Outcome, execute, undo
+from collectors.actions.context import ActionContext, ToolError, config_path, load_config, priority
+from collectors.actions.params import ParamError
+from collectors.actions.signing import Rejected, verify
+from collectors.recording import dumps
+from collectors.store import TelemetryStore
+
+log = logging.getLogger(__name__)
+GROUP = "agent"
+FAILURES = (ApplyError, ParamError, ToolError, OSError)
+LOG_MAX = 5_000          # records kept in the action log (undo needs the record)
+LOG_KEEP_S = 86_400.0    # ... but none younger than this is dropped
+
+
+def log_key(store: TelemetryStore, device: str) -> str:
+    return store.keys(device).stream("action_log")
+
+
+class Executor:
+    def __init__(self, store: TelemetryStore, device: str, root: Path, key: str | None = None,
+                 config: dict[str, Any] | None = None, consumer: str | None = None):
+        self.store = store
+        self.device = device
+        self.key = os.environ.get("THOXDASH_AGENT_KEY", "") if key is None else key
+        # the allow-list file is re-read when it changes (no agent restart needed)
+        self.config_file = Path(config_path(Path(root))) if config is None else None
+        self._config_mtime = self._mtime()
+        self.ctx = ActionContext(root=Path(root), device=device,
+                                 config=load_config(Path(root)) if config is None else config, store=store)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.keys = store.keys(device)
+        self.log_key = log_key(store, device)
+        self._group_ready = False
+        self.current_id = ""
+        self.handled = 0
+
+    # -- the stream ------------------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.store.r.xgroup_create(self.keys.actions, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # take over requests another (dead) agent process read but never acknowledged
+        with contextlib.suppress(redis.ResponseError):
+            self.store.r.xautoclaim(self.keys.actions, GROUP, self.consumer, min_idle_time=60_000, count=100)
+        self._group_ready = True
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.config_file.stat().st_mtime if self.config_file else None
+        except OSError:
+            return None
+
+    def poll(self, now: float | None = None, count: int = 10) -> list[dict[str, Any]]:
+        """Handle waiting requests (own pending first, then new ones); return their results."""
+        self.ensure_group()
+        if self.config_file is not None and self._mtime() != self._config_mtime:
+            self._config_mtime = self._mtime()
+            self.ctx.config = load_config(self.ctx.root, str(self.config_file))
+            log.info("action allow-list reloaded from %s", self.config_file)
+        results = []
+        for start in ("0", ">"):
+            reply = self.store.r.xreadgroup(GROUP, self.consumer, {self.keys.actions: start}, count=count)
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    if fields:
+                        results.append(self.handle(fields, time.time() if now is None else now))
+                    self.store.r.xack(self.keys.actions, GROUP, entry_id)
+        return results
+
+    # -- one request -----------------------------------------------------------------------------
+    def handle(self, fields: dict[str, str], now: float) -> dict[str, Any]:
+        try:
+            message = verify(fields, self.key, self.device, now)
+        except Rejected as exc:
+            result = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
+            if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
+                result["action"] = exc.authentic.get("action")
+                self.store.r.hsetnx(self.log_key, exc.authentic["id"], dumps({**result, "sig": fields["sig"]}))
+            return self._emit(result, now)
+        rid = message["id"]
+        record = {"status": "running", "sig": fields["sig"], "action": message.get("action")}
+        if not self.store.r.hsetnx(self.log_key, rid, dumps(record)):
+            return self._duplicate(rid, fields["sig"], now)
+        try:
+            result = self.dispatch(message)
+        except Exception as exc:  # a bug must still answer the request
+            log.exception("action %s failed", rid)
+            result = {"status": "failed", "reason": f"internal error: {exc.__class__.__name__}: {exc}"}
+        result.update({"request_id": rid, "action": message.get("action"),
+                       "requested_by": message.get("requested_by", ""), "origin": message.get("origin", "user")})
+        result.setdefault("ts", now)
+        saved = {**result, "sig": fields["sig"], "params": result.get("params", message.get("params"))}
+        self.store.r.hset(self.log_key, rid, dumps(saved))
+        self.handled += 1
+        if self.handled % 50 == 0:
+            self.trim_log(now)
+        return self._emit(result, now)
+
+    def trim_log(self, now: float) -> int:
+        """Keep the log to LOG_MAX records: drop the oldest, never one younger than LOG_KEEP_S
+        (requests expire long before that, so replay protection is kept)."""
+        if self.store.r.hlen(self.log_key) <= LOG_MAX:
+            return 0
+        entries = []
+        for rid, text in self.store.r.hgetall(self.log_key).items():
+            try:
+                entries.append((float(json.loads(text).get("ts") or 0.0), rid))
+            except (ValueError, AttributeError):
+                entries.append((0.0, rid))
+        entries.sort()
+        doomed = [rid for ts, rid in entries[: len(entries) - LOG_MAX] if ts < now - LOG_KEEP_S]
+        if doomed:
+            self.store.r.hdel(self.log_key, *doomed)
+        return len(doomed)
+
+    def _duplicate(self, rid: str, sig: str, now: float) -> dict[str, Any]:
+        previous = self.lookup(rid) or {}
+        if previous.get("sig") != sig:
+            return self._emit({"request_id": rid, "status": "rejected",
+                               "reason": "request id reused with different content"}, now)
+        out = {k: v for k, v in previous.items() if k not in ("sig", "snapshot", "steps_snapshot")}
+        out.update({"duplicate": True, "ts": now,
+                    "note": "already handled: replayed or retried request, not applied again"})
+        return self._emit(out, now, event=False)
+
+    def _emit(self, result: dict[str, Any], now: float, event: bool = True) -> dict[str, Any]:
+        result = {k: v for k, v in result.items() if k not in ("sig", "snapshot", "steps_snapshot")}
+        result.setdefault("ts", now)
+        result["device"] = self.device
+        self.store.r.xadd(self.keys.action_results, {"j": dumps(result)},
+                          maxlen=5_000, approximate=True)
+        if event and result.get("status") in ("applied", "partial", "rolled_back", "undone"):
+            self.store.publish(self.device, [{"ts": now, "source": "agent", "event": {
+                "kind": "action_applied", "action": result.get("action"), "request_id": result.get("request_id"),
+                "status": result["status"], "reason": result.get("reason", ""),
+                "changes": result.get("preview", [])}}])
+        log.info("action %s %s: %s %s", result.get("request_id"), result.get("action"),
+                 result.get("status"), result.get("reason", ""))
+        return result
+
+    def lookup(self, rid: str) -> dict[str, Any] | None:
+        text = self.store.r.hget(self.log_key, rid)
+        return json.loads(text) if text else None
+
+    # -- dispatch --------------------------------------------------------------------------------
+    def dispatch(self, message: dict[str, Any]) -> dict[str, Any]:
+        name = message.get("action")
+        if not isinstance(name, str) or not registry.known(name):
+            return {"status": "rejected", "reason": f"unknown action {str(name)[:64]!r}: not in the allow-list"}
+        self.current_id = self.ctx.request_id = message["id"]
+        dry_run = message.get("dry_run") is True
+        if name == "undo":
+            return self.undo(message["params"])
+        if name == "batch":
+            return self.batch(message["params"], message.get("origin", "user"), dry_run)
+        return self.single(name, message["params"], message.get("origin", "user"), dry_run)
+
+    def prepare(self, name: str, params: Any, origin: str) -> dict[str, Any]:
+        """Validate against this device; apply the priority policy. Raises ParamError/Rejected."""
+        action = registry.ACTIONS[name]
+        if not isinstance(params, dict):
+            raise ParamError("params must be an object")
+        clean = action.validate(params, self.ctx)
+        if action.runtime_scoped and origin == "auto":
+            runtime = self.ctx.runtime(clean["runtime"])
+            if priority(runtime) == "critical":
+                raise Rejected(f"policy: runtime {runtime['name']!r} is critical and is never "
+                               f"{name}ed automatically")
+        return clean
+
+    def single(self, name: str, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
+        try:
+            clean = self.prepare(name, params, origin)
+        except ParamError as exc:
+            return {"status": "rejected", "reason": f"invalid parameter: {exc}", "params": params}
+        except Rejected as exc:
+            return {"status": "rejected", "reason": str(exc), "params": params}
+        outcome = self._run(name, clean, dry_run)
+        return {**_outcome(outcome), "params": clean, "snapshot": outcome.snapshot}
+
+    def _run(self, name: str, params: dict[str, Any], dry_run: bool) -> Outcome:
+        try:
+            return execute(registry.ACTIONS[name], self.ctx, params, dry_run)
+        except FAILURES as exc:
+            return Outcome("failed", f"could not read the current value: {exc}")
+
+    def batch(self, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
+        steps = params.get("steps")
+        if not isinstance(steps, list) or not 0 < len(steps) <= registry.MAX_BATCH:
+            return {"status": "rejected", "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
+        prepared = []
+        for index, step in enumerate(steps):
+            name = step.get("action") if isinstance(step, dict) else None
+            action = registry.ACTIONS.get(name) if isinstance(name, str) else None
+            if action is None or not action.safe:
+                return {"status": "rejected", "reason": f"step {index + 1}: {name!r} is not a safe tuning action"}
+            try:
+                prepared.append((name, self.prepare(name, step.get("params") or {}, origin)))
+            except (ParamError, Rejected) as exc:
+                return {"status": "rejected", "reason": f"step {index + 1} ({name}): invalid parameter: {exc}"}
+        results, snapshots = [], []
+        for name, clean in prepared:
+            outcome = self._run(name, clean, dry_run)
+            results.append({"action": name, "params": clean, **_outcome(outcome)})
+            snapshots.append(outcome.snapshot)
+        statuses = {r["status"] for r in results}
+        status = next(iter(statuses)) if len(statuses) == 1 else "partial"
+        if status == "partial" and "applied" not in statuses:
+            status = "failed"
+        applied = sum(r["status"] == "applied" for r in results)
+        return {"status": status, "reason": f"{applied} of {len(results)} steps applied", "steps": results,
+                "preview": [c for r in results for c in r["preview"]], "params": params,
+                "steps_snapshot": snapshots}
+
+    def undo(self, params: dict[str, Any]) -> dict[str, Any]:
+        target = params.get("request_id")
+        original = self.lookup(target) if isinstance(target, str) else None
+        if original is None:
+            return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
+        if original.get("undone_by"):
+            return {"status": "rejected", "reason": f"already undone by request {original['undone_by']}"}
+        if original.get("status") not in ("applied", "partial"):
+            return {"status": "rejected", "reason": f"request {target} was {original.get('status')}: nothing to undo"}
+        self.ctx.request_id = target
+        if original.get("action") == "batch":
+            results = []
+            pairs = list(zip(original.get("steps") or [], original.get("steps_snapshot") or [], strict=False))
+            for step, snapshot in reversed(pairs):
+                if step.get("status") == "applied":
+                    outcome = self._undo_one(step.get("action"), step.get("params"), snapshot)
+                    results.append({"action": step.get("action"), "params": step.get("params"), **_outcome(outcome)})
+            ok = all(r["status"] == "undone" for r in results)
+            result = {"status": "undone" if ok else "failed", "steps": results,
+                      "reason": f"{sum(r['status'] == 'undone' for r in results)} of {len(results)} steps undone",
+                      "preview": [c for r in results for c in r["preview"]]}
+        else:
+            outcome = self._undo_one(original.get("action"), original.get("params"), original.get("snapshot"))
+            result = _outcome(outcome)
+        result["params"] = {"request_id": target}
+        if result["status"] == "undone":
+            original["undone_by"] = self.current_id
+            self.store.r.hset(self.log_key, target, dumps(original))
+        return result
+
+    def _undo_one(self, name: Any, params: Any, snapshot: Any) -> Outcome:
+        action = registry.ACTIONS.get(name) if isinstance(name, str) else None
+        if action is None or not isinstance(params, dict) or not isinstance(snapshot, dict):
+            return Outcome("failed", "the saved record is incomplete")
+        try:
+            clean = action.validate({k: v for k, v in params.items()}, self.ctx)
+            return undo(action, self.ctx, clean, snapshot)
+        except FAILURES as exc:
+            return Outcome("failed", f"undo refused: {exc}")
+
+
+def _outcome(outcome: Outcome) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason, "preview": outcome.preview}
+    if outcome.skipped:
+        out["skipped"] = outcome.skipped
+    return out
+
+
+def _claimed_id(fields: dict[str, str]) -> str | None:
+    try:
+        value = json.loads(fields.get("j") or "{}").get("id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+class ExecutorHook:
+    """The agent hook: each tick, start a poll in the executor's own thread unless one is still
+    running, so a slow action (a tool taking seconds) never delays telemetry."""
+
+    def __init__(self, executor: Executor):
+        self.executor = executor
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
+        self.running: Future | None = None
+
+    def __call__(self, agent: Any, now: float) -> None:
+        if self.running is not None and not self.running.done():
+            return
+        if self.running is not None and self.running.exception() is not None:
+            log.warning("action executor: %s", self.running.exception())
+        self.running = self.pool.submit(self.executor.poll)
+
+
+def attach_executor(agent: Any, root: Path | str) -> Executor | None:
+    """Called by `python -m collectors agent`: poll for signed actions on every agent tick."""
+    if agent.store is None:
+        return None
+    executor = Executor(agent.store, agent.device, Path(root))
+    if not executor.key:
+        log.warning("THOXDASH_AGENT_KEY is not set: every action request will be rejected")
+    agent.hooks.append(ExecutorHook(executor))
+    return executor

@@ -1,0 +1,1 @@
+"""Importers: turn other tools' Jetson logs into the recording format."""

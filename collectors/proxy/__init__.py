@@ -1,0 +1,1 @@
+"""The latency-recording reverse proxy (see server.py) and its parts."""

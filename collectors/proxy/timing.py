@@ -1,0 +1,340 @@
+"""Per-request timing extraction from a response body, fed chunk by chunk as it streams.
+
+Framings: `ndjson` (Ollama /api/*), `sse` (OpenAI-compatible /v1/*, llama.cpp, vLLM, TensorRT-LLM),
+`json` (a non-streaming body), `raw` (anything else: only sizes and times are kept).
+One object handler understands every runtime's shape:
+  - Ollama: `response` / `message.{content,thinking,tool_calls}`; final `done: true` with
+    nanosecond durations (total, load, prompt_eval, eval) and counts.
+  - OpenAI: `choices[].delta.{content,reasoning_content,reasoning,tool_calls}` (or `.text`,
+    `.message` when not streaming), `usage`.
+  - llama.cpp: `timings` {prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n}, native
+    `/completion`'s top-level `content`.
+  - errors: `{"error": "..."}` or `{"error": {"message": ...}}`, also mid-stream at status 200.
+
+Bad input (invalid JSON, non-UTF-8, lines over `max_line` bytes) is counted as a parse error and
+never raises: the bytes themselves are forwarded by the proxy untouched whatever happens here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_LINE = 1 << 20          # an NDJSON line / SSE event larger than this is not parsed
+MAX_JSON_BODY = 16 << 20    # a non-streaming body larger than this is not parsed
+
+_scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
+_OPENAI_OUTPUT = ("content", "reasoning_content", "reasoning", "tool_calls")
+_OLLAMA_OUTPUT = ("content", "thinking", "tool_calls")
+
+
+def framing_for(content_type: str | None, content_encoding: str | None = None) -> str:
+    """Which framing a response uses, from its headers."""
+    if content_encoding and content_encoding.lower() not in ("identity", ""):
+        return "raw"  # compressed: pass through, do not parse
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    if ct == "text/event-stream":
+        return "sse"
+    if ct in ("application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"):
+        return "ndjson"
+    if ct == "application/json" or ct.endswith("+json"):
+        return "json"
+    return "raw"
+
+
+def _error_text(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("message") or value.get("type") or json.dumps(value)[:300]
+    return str(value)[:500]
+
+
+class StreamTiming:
+    """Feed it a response body's chunks with their arrival times (perf_counter seconds)."""
+
+    def __init__(self, framing: str, max_line: int = MAX_LINE, max_body: int = MAX_JSON_BODY):
+        self.framing = framing
+        self.max_line = max_line
+        self.max_body = max_body
+        self.bytes = 0
+        self.chunks = 0
+        self.first_byte_t: float | None = None
+        self.first_output_t: float | None = None
+        self.last_output_t: float | None = None
+        self.output_chunks = 0
+        self.final: dict[str, Any] | None = None       # Ollama done:true object
+        self.usage: dict[str, Any] | None = None       # OpenAI usage
+        self.timings: dict[str, Any] | None = None     # llama.cpp timings
+        self.model: str | None = None
+        self.done_reason: str | None = None
+        self.error: str | None = None
+        self.parse_errors = 0
+        self.parse_error: str | None = None
+        self.sse_done = False
+        self.objects = 0
+        self._buf = b""
+        self._skip = False
+        self._event: list[bytes] = []
+        self._event_size = 0
+        self._event_type = b""
+        self._body: list[bytes] | None = [] if framing == "json" else None
+
+    # -- feeding ---------------------------------------------------------------------------
+    def feed(self, data: bytes, t: float) -> None:
+        if not data:
+            return
+        self.bytes += len(data)
+        self.chunks += 1
+        if self.first_byte_t is None:
+            self.first_byte_t = t
+        try:
+            if self.framing == "ndjson" or self.framing == "sse":
+                self._lines(data, t)
+            elif self._body is not None:
+                if self.bytes > self.max_body:
+                    self._bad(f"body over {self.max_body} bytes, not parsed")
+                    self._body = None
+                else:
+                    self._body.append(data)
+        except Exception as exc:  # pragma: no cover - defensive: parsing must never break serving
+            self._bad(f"{exc.__class__.__name__}: {exc}")
+
+    def close(self, t: float) -> None:
+        """End of body: parse what is left (a last line without newline, a JSON body)."""
+        try:
+            if self.framing == "ndjson":
+                if self._buf.strip() and not self._skip:
+                    self._ndjson_line(self._buf, t)
+            elif self.framing == "sse":
+                if self._buf.strip() and not self._skip:
+                    self._sse_line(self._buf.rstrip(b"\r"), t)
+                if self._event:
+                    self._sse_dispatch(t)
+            elif self._body is not None and self.bytes:
+                body = b"".join(self._body)
+                self._body = None
+                obj = self._loads(body)
+                if obj is not None:
+                    self._object(obj, t, streaming=False)
+        except Exception as exc:  # pragma: no cover - defensive
+            self._bad(f"{exc.__class__.__name__}: {exc}")
+        self._buf = b""
+
+    def _bad(self, message: str) -> None:
+        self.parse_errors += 1
+        if self.parse_error is None:
+            self.parse_error = message[:300]
+
+    def _lines(self, data: bytes, t: float) -> None:
+        buf = self._buf + data if self._buf else data
+        start = 0
+        line_fn = self._ndjson_line if self.framing == "ndjson" else self._sse_line
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            if self._skip:
+                self._skip = False
+            else:
+                end = nl - 1 if nl > start and buf[nl - 1] == 13 else nl  # strip \r
+                line_fn(buf[start:end], t)
+            start = nl + 1
+        rest = buf[start:] if start else buf
+        if self._skip:
+            rest = b""
+        elif len(rest) > self.max_line:
+            self._bad(f"line over {self.max_line} bytes, not parsed")
+            self._skip = True
+            rest = b""
+        self._buf = rest
+
+    def _loads(self, raw: bytes) -> Any:
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self._bad("not valid UTF-8")
+            return None
+        try:
+            obj, end = _scan_once(text, 0)
+        except StopIteration as exc:
+            self._bad(f"invalid JSON: no value at column {exc.value + 1}")
+            return None
+        except ValueError as exc:
+            self._bad(f"invalid JSON: {exc}")
+            return None
+        if end != len(text):
+            self._bad(f"invalid JSON: extra data at column {end + 1}")
+            return None
+        return obj
+
+    # -- NDJSON ------------------------------------------------------------------------------
+    def _ndjson_line(self, line: bytes, t: float) -> None:
+        if not line.strip():
+            return
+        obj = self._loads(line)
+        if obj is not None:
+            self._object(obj, t, streaming=True)
+
+    # -- SSE ---------------------------------------------------------------------------------
+    def _sse_line(self, line: bytes, t: float) -> None:
+        if not line:
+            if self._event:
+                self._sse_dispatch(t)
+            self._event_type = b""
+            return
+        if line[:1] == b":":
+            return  # comment / ping
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
+            self._event_size += len(value)
+            if self._event_size > self.max_line:
+                if self._event_size - len(value) <= self.max_line:
+                    self._bad(f"event over {self.max_line} bytes, not parsed")
+                self._event = [b""]
+                return
+            self._event.append(value)
+        elif field == b"event":
+            self._event_type = value.strip()
+
+    def _sse_dispatch(self, t: float) -> None:
+        data = b"\n".join(self._event)
+        oversized = self._event_size > self.max_line
+        self._event = []
+        self._event_size = 0
+        if oversized:
+            return
+        if data.strip() == b"[DONE]":
+            self.sse_done = True
+            return
+        obj = self._loads(data)
+        if obj is None:
+            return
+        if self._event_type == b"error" and isinstance(obj, dict) and "error" not in obj:
+            obj = {"error": obj}
+        self._object(obj, t, streaming=True)
+
+    # -- one JSON object, any runtime's shape ---------------------------------------------
+    def _object(self, obj: Any, t: float, streaming: bool) -> None:
+        if not isinstance(obj, dict):
+            self._bad(f"expected a JSON object, got {type(obj).__name__}")
+            return
+        self.objects += 1
+        if "error" in obj and obj["error"] and self.error is None:
+            self.error = _error_text(obj["error"])
+        model = obj.get("model")
+        if isinstance(model, str) and model and self.model is None:
+            self.model = model
+        output = False
+        # Ollama
+        response = obj.get("response")
+        if isinstance(response, str) and response:
+            output = True
+        message = obj.get("message")
+        if isinstance(message, dict) and any(message.get(k) for k in _OLLAMA_OUTPUT):
+            output = True
+        if obj.get("done") is True:
+            self.final = obj
+            reason = obj.get("done_reason")
+            if isinstance(reason, str):
+                self.done_reason = reason
+        # OpenAI
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                if not isinstance(delta, dict):
+                    delta = choice.get("message")
+                if isinstance(delta, dict) and any(delta.get(k) for k in _OPENAI_OUTPUT):
+                    output = True
+                text = choice.get("text")
+                if isinstance(text, str) and text:
+                    output = True
+                reason = choice.get("finish_reason")
+                if isinstance(reason, str) and reason:
+                    self.done_reason = reason
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        # llama.cpp
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
+        content = obj.get("content")
+        if isinstance(content, str) and content:
+            output = True
+        if output:
+            self.output_chunks += 1
+            if streaming:
+                if self.first_output_t is None:
+                    self.first_output_t = t
+                self.last_output_t = t
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str, Any]:
+    """The timing part of a `request` record (fields the response did not reveal are omitted)."""
+    out: dict[str, Any] = {}
+    if st.first_output_t is not None:
+        out["ttft_s"] = round(st.first_output_t - t_forward, 6)
+    final = st.final or {}
+    ns = 1e-9
+    total = _num(final.get("total_duration"))
+    if total is not None:
+        out["runtime_total_s"] = round(total * ns, 6)
+    load = _num(final.get("load_duration"))
+    if load is not None:
+        out["load_s"] = round(load * ns, 6)
+    for count_key, dur_key, name in (("prompt_eval_count", "prompt_eval_duration", "prompt"),
+                                     ("eval_count", "eval_duration", "completion")):
+        count = _num(final.get(count_key))
+        if count is not None:
+            out[f"{name}_tokens"] = int(count)
+        dur = _num(final.get(dur_key))
+        if dur is not None:
+            out[f"{name}_s"] = round(dur * ns, 6)
+    timings = st.timings or {}
+    for n_key, ms_key, name in (("prompt_n", "prompt_ms", "prompt"), ("predicted_n", "predicted_ms", "completion")):
+        count = _num(timings.get(n_key))
+        if count is not None:
+            out.setdefault(f"{name}_tokens", int(count))
+        ms = _num(timings.get(ms_key))
+        if ms is not None:
+            out.setdefault(f"{name}_s", round(ms / 1000, 6))
+    cache = _num(timings.get("cache_n"))
+    if cache is not None:
+        out["cached_tokens"] = int(cache)
+    usage = st.usage or {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        count = _num(usage.get(key))
+        if count is not None:
+            out[key] = int(count)
+    if "completion_tokens" not in out and st.output_chunks and st.first_output_t is not None:
+        out["completion_tokens"] = st.output_chunks  # one token per chunk: an estimate
+        out["tokens_estimated"] = True
+    if ("completion_s" not in out and st.first_output_t is not None and st.last_output_t is not None
+            and st.output_chunks > 1):
+        # first..last output spans n-1 token intervals: scale to n tokens
+        span = st.last_output_t - st.first_output_t
+        n = out.get("completion_tokens") or st.output_chunks
+        if span > 0 and n > 1:
+            out["completion_s"] = round(span * n / (n - 1), 6)
+    tokens, secs = out.get("completion_tokens"), out.get("completion_s")
+    if tokens and secs:
+        out["completion_tokens_per_s"] = round(tokens / secs, 3)
+    if st.done_reason:
+        out["done_reason"] = st.done_reason
+    if st.error:
+        out["error"] = st.error
+    if st.parse_errors:
+        out["parse_errors"] = st.parse_errors
+        out["parse_error"] = st.parse_error
+    out["response_bytes"] = st.bytes
+    return out

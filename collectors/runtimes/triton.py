@@ -1,0 +1,82 @@
+"""NVIDIA Triton Inference Server (HTTP 8000, metrics 8002).
+
+Facts used: `GET /v2/health/ready` is the health check. `POST /v2/repository/index` -> [{name,
+version, state, reason}] (state READY = loaded). `GET /v2/models/{m}/stats` -> {"model_stats":
+[{name, version, inference_stats{success{count, ns}, queue{...}, ...}, memory_usage: [{type:
+CPU|CPU_PINNED|GPU, id, byte_size}]}]}. Evict = `POST /v2/repository/models/{m}/unload` (only with
+`--model-control-mode=explicit`; otherwise Triton answers 400). Prometheus metrics live on port
+8002 (`nv_inference_request_success`, `nv_inference_queue_duration_us`, ...; no GPU metrics on
+Jetson).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, model_name, number
+
+
+def default_metrics_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme or "http", f"{host}:8002", "", "", ""))
+
+
+class TritonClient(RuntimeClient):
+    kind = "triton"
+
+    def __init__(self, url: str, timeout: float = 2.0, transport: httpx.BaseTransport | None = None,
+                 metrics_url: str | None = None):
+        super().__init__(url, timeout, transport)
+        self.metrics_url = (metrics_url or default_metrics_url(self.url)).rstrip("/")
+
+    def ping(self) -> bool:
+        self._request("GET", "/v2/health/ready")
+        return True
+
+    def index(self) -> list[dict[str, Any]]:
+        body = self._json("POST", "/v2/repository/index", body={})
+        if not isinstance(body, list):
+            raise RuntimeApiError("triton repository index: not a list")
+        return [e for e in body if isinstance(e, dict)]
+
+    def memory_usage(self, model: str) -> tuple[float | None, float | None]:
+        """(all bytes, GPU bytes) from the model's stats memory_usage."""
+        body = self._json("GET", f"/v2/models/{quote(model, safe='')}/stats")
+        stats = body.get("model_stats") if isinstance(body, dict) else None
+        total = gpu = None
+        for entry in stats if isinstance(stats, list) else []:
+            usage = entry.get("memory_usage") if isinstance(entry, dict) else None
+            for item in usage if isinstance(usage, list) else []:
+                size = number(item.get("byte_size")) if isinstance(item, dict) else None
+                if size is None:
+                    continue
+                total = (total or 0.0) + size
+                if item.get("type") == "GPU":
+                    gpu = (gpu or 0.0) + size
+        return total, gpu
+
+    def loaded_models(self) -> list[LoadedModel]:
+        out = []
+        for entry in self.index():
+            name = model_name(entry.get("name"))
+            if name is None or entry.get("state") != "READY":
+                continue
+            try:
+                total, gpu = self.memory_usage(name)
+            except RuntimeApiError:
+                total = gpu = None
+            out.append(LoadedModel(name, total, gpu, {"version": str(entry.get("version", ""))[:32]}))
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        return self._prometheus("/metrics", base=self.metrics_url)
+
+    def evict(self, model: str) -> dict[str, Any]:
+        self._request("POST", f"/v2/repository/models/{quote(model, safe='')}/unload", body={})
+        return {"unloaded": model}

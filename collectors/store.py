@@ -1,0 +1,352 @@
+"""The Redis telemetry store: the one place that names, writes and reads the device streams.
+
+The agent, the proxy, replay, the Celery rules and the websocket consumers all go through here.
+
+Keys (prefix `thox:` by default, configurable so tests isolate themselves):
+  {p}devices                 hash   device id -> JSON {board, kind, last_seen, notes}
+  {p}dev:{id}:telemetry      stream values + state records (field `j`: the record as JSON)
+  {p}dev:{id}:requests       stream finished inference requests
+  {p}dev:{id}:events         stream events (model_loaded, oom_kill, action_applied, ...)
+  {p}dev:{id}:latest         hash   series key -> latest value, plus `__ts`
+  {p}dev:{id}:state          hash   tuning/state key -> JSON value, plus `__ts`
+  {p}dev:{id}:actions        stream action requests the agent consumes (consumer group `agent`)
+  {p}dev:{id}:action_results stream what the agent did with each action
+  {p}dev:{id}:action_log     hash   request id -> the agent's record of it (result, saved old values
+                                    for undo); also what makes requests idempotent (collectors/actions)
+  {p}dev:{id}:rollup:{step}  stream per-step means for long ranges (written by Celery)
+  {p}dev:{id}:admission      hash   "runtime" or "runtime/model" -> JSON admission limits the
+                                    latency proxy enforces (max_concurrency, max_queue, ...)
+
+Stream IDs carry the record's own timestamp (`<ms>-*`) so time ranges are XRANGE calls.
+Streams are capped with MAXLEN ~.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from collectors.recording import dumps, record_kind
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PREFIX = "thox:"
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+# Caps: about a day of 1 Hz multi-source telemetry; older data lives in rollups.
+MAXLEN = {"telemetry": 200_000, "requests": 100_000, "events": 20_000,
+          "actions": 5_000, "action_results": 5_000}
+ROLLUP_MAXLEN = 20_000
+
+
+class StoreUnavailable(ConnectionError):
+    """Redis cannot be reached; the message names the URL."""
+
+
+def check_device_id(device: str) -> str:
+    if not isinstance(device, str) or not DEVICE_ID.match(device):
+        raise ValueError(
+            f"invalid device id {device!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return device
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+    device: str
+
+    def __post_init__(self) -> None:
+        check_device_id(self.device)
+
+    def stream(self, name: str) -> str:
+        return f"{self.prefix}dev:{self.device}:{name}"
+
+    @property
+    def telemetry(self) -> str:
+        return self.stream("telemetry")
+
+    @property
+    def requests(self) -> str:
+        return self.stream("requests")
+
+    @property
+    def events(self) -> str:
+        return self.stream("events")
+
+    @property
+    def latest(self) -> str:
+        return self.stream("latest")
+
+    @property
+    def state(self) -> str:
+        return self.stream("state")
+
+    @property
+    def actions(self) -> str:
+        return self.stream("actions")
+
+    @property
+    def action_results(self) -> str:
+        return self.stream("action_results")
+
+    @property
+    def admission(self) -> str:
+        return self.stream("admission")
+
+    def rollup(self, step_s: int) -> str:
+        return self.stream(f"rollup:{step_s}")
+
+
+STREAM_FOR_KIND = {"values": "telemetry", "state": "telemetry", "request": "requests", "event": "events"}
+
+
+def stream_id(ts: float) -> str:
+    return f"{int(ts * 1000)}-*"
+
+
+def id_ms(entry_id: str | bytes) -> int:
+    if isinstance(entry_id, bytes):
+        entry_id = entry_id.decode()
+    return int(entry_id.split("-", 1)[0])
+
+
+def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
+    url = url or os.environ.get("REDIS_URL", DEFAULT_URL)
+    kwargs.setdefault("socket_connect_timeout", 2)
+    kwargs.setdefault("socket_timeout", 5)
+    kwargs.setdefault("health_check_interval", 15)
+    return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+
+
+def ping(client: redis.Redis) -> None:
+    """Raise StoreUnavailable with one clear line when Redis does not answer."""
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        url = _describe(client)
+        raise StoreUnavailable(f"Redis at {url} is unreachable ({exc.__class__.__name__}: {exc})") from None
+
+
+def _describe(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    if "path" in kw:
+        return f"unix://{kw['path']}"
+    return f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+
+def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
+    return json.loads(fields["j"])
+
+
+class TelemetryStore:
+    """Write and read one Redis's device data. Cheap to construct; holds no state but the client."""
+
+    def __init__(self, client: redis.Redis, prefix: str | None = None):
+        self.r = client
+        self.prefix = prefix if prefix is not None else os.environ.get("THOXDASH_REDIS_PREFIX", DEFAULT_PREFIX)
+
+    @classmethod
+    def from_url(cls, url: str | None = None, prefix: str | None = None) -> TelemetryStore:
+        return cls(connect(url), prefix)
+
+    def keys(self, device: str) -> Keys:
+        return Keys(self.prefix, device)
+
+    # -- devices -------------------------------------------------------------------------
+    def register_device(self, device: str, **meta: Any) -> None:
+        check_device_id(device)
+        key = f"{self.prefix}devices"
+        current = self.r.hget(key, device)
+        info = json.loads(current) if current else {}
+        info.update({k: v for k, v in meta.items() if v is not None})
+        info.setdefault("last_seen", None)
+        self.r.hset(key, device, dumps(info))
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        raw = self.r.hgetall(f"{self.prefix}devices")
+        out = {}
+        for device, text in sorted(raw.items()):
+            try:
+                out[device] = json.loads(text)
+            except ValueError:
+                out[device] = {}
+            last = self.r.hget(self.keys(device).latest, "__ts")
+            out[device]["last_seen"] = float(last) if last else None
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+    def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:
+        """Append recording-format records for a device (one pipeline round trip)."""
+        keys = self.keys(device)
+        records = list(records)
+        pipe = self.r.pipeline(transaction=False)
+        latest: dict[str, str] = {}
+        state: dict[str, str] = {}
+        newest = None
+        count = 0
+        for record in records:
+            kind = record_kind(record)
+            stream = keys.stream(STREAM_FOR_KIND[kind])
+            pipe.xadd(stream, {"j": dumps(record)}, id=stream_id(record["ts"]),
+                      maxlen=MAXLEN[STREAM_FOR_KIND[kind]], approximate=True)
+            if kind == "values":
+                latest.update({k: repr(float(v)) for k, v in record["values"].items()})
+            elif kind == "state":
+                state.update({k: dumps(v) for k, v in record["state"].items()})
+            if kind in ("values", "state"):
+                newest = max(newest or 0.0, record["ts"])
+            count += 1
+        if latest:
+            latest["__ts"] = repr(newest)
+            pipe.hset(keys.latest, mapping=latest)
+        if state:
+            state["__ts"] = repr(newest)
+            pipe.hset(keys.state, mapping=state)
+        results = pipe.execute(raise_on_error=False)
+        if any(isinstance(r, redis.ResponseError) for r in results[:len(records)]):
+            # An ID older than the stream's newest (clock step, two writers): keep the data,
+            # let Redis pick the ID; the record's own `ts` stays authoritative.
+            self._publish_auto_ids(keys, records, results)
+        return count
+
+    def _publish_auto_ids(self, keys: Keys, records: list[dict[str, Any]], results: list[Any]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for record, result in zip(records, results, strict=False):
+            if isinstance(result, redis.ResponseError):
+                kind = STREAM_FOR_KIND[record_kind(record)]
+                pipe.xadd(keys.stream(kind), {"j": dumps(record)}, maxlen=MAXLEN[kind], approximate=True)
+        pipe.execute()
+
+    # -- reading -------------------------------------------------------------------------
+    def latest(self, device: str) -> dict[str, Any]:
+        keys = self.keys(device)
+        raw = self.r.hgetall(keys.latest)
+        state_raw = self.r.hgetall(keys.state)
+        ts = raw.pop("__ts", None)
+        state_raw.pop("__ts", None)
+        values = {}
+        for k, v in raw.items():
+            try:
+                values[k] = float(v)
+            except ValueError:
+                continue
+        state = {}
+        for k, v in state_raw.items():
+            try:
+                state[k] = json.loads(v)
+            except ValueError:
+                state[k] = v
+        return {"ts": float(ts) if ts else None, "values": values, "state": state}
+
+    def latest_all(self) -> dict[str, dict[str, str]]:
+        """Raw latest-values hashes of every registered device in one pipeline round trip
+        (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""
+        devices = sorted(self.r.hkeys(f"{self.prefix}devices"))
+        pipe = self.r.pipeline(transaction=False)
+        for device in devices:
+            pipe.hgetall(self.keys(device).latest)
+        return dict(zip(devices, pipe.execute(), strict=True))
+
+    def read(self, device: str, stream: str = "telemetry", since: float | None = None,
+             until: float | None = None, count: int | None = None) -> list[dict[str, Any]]:
+        """Records of one stream between two epoch times (inclusive)."""
+        start = f"{int(since * 1000)}" if since is not None else "-"
+        end = f"{int(until * 1000)}" if until is not None else "+"
+        entries = self.r.xrange(self.keys(device).stream(stream), start, end, count=count)
+        return [decode_entry(fields) for _id, fields in entries]
+
+    def tail(self, device: str, stream: str = "telemetry", count: int = 100) -> list[dict[str, Any]]:
+        entries = self.r.xrevrange(self.keys(device).stream(stream), count=count)
+        return [decode_entry(fields) for _id, fields in reversed(entries)]
+
+    # -- admission limits (read by the proxy at run time, written by the throttle action) ----
+    def set_admission(self, device: str, scope: str, limits: dict[str, Any] | None) -> None:
+        """Set (or with None, clear) the limits for `runtime` or `runtime/model`."""
+        key = self.keys(device).admission
+        if limits is None:
+            self.r.hdel(key, scope)
+        else:
+            self.r.hset(key, scope, dumps(limits))
+
+    def admission(self, device: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for scope, text in self.r.hgetall(self.keys(device).admission).items():
+            try:
+                out[scope] = json.loads(text)
+            except ValueError:
+                continue
+        return out
+
+    # -- rollups (written by Celery for long ranges, read by the dashboard) -----------------
+    def write_rollups(self, device: str, step_s: int, records: Iterable[dict[str, Any]]) -> int:
+        """Append per-step records `{"ts": bucket_start, "values": {...}}` (one round trip)."""
+        key = self.keys(device).rollup(step_s)
+        pipe = self.r.pipeline(transaction=False)
+        count = 0
+        for record in records:
+            pipe.xadd(key, {"j": dumps(record)}, id=stream_id(record["ts"]), maxlen=ROLLUP_MAXLEN,
+                      approximate=True)
+            count += 1
+        if count:
+            pipe.execute(raise_on_error=False)  # a bucket already written keeps its first version
+        return count
+
+    def read_rollups(self, device: str, step_s: int, since: float | None = None,
+                     until: float | None = None, count: int | None = None) -> list[dict[str, Any]]:
+        start = f"{int(since * 1000)}" if since is not None else "-"
+        end = f"{int(until * 1000)}" if until is not None else "+"
+        entries = self.r.xrange(self.keys(device).rollup(step_s), start, end, count=count)
+        return [decode_entry(fields) for _id, fields in entries]
+
+    def last_rollup_ts(self, device: str, step_s: int) -> float | None:
+        entries = self.r.xrevrange(self.keys(device).rollup(step_s), count=1)
+        return decode_entry(entries[0][1])["ts"] if entries else None
+
+    def read_chunks(self, device: str, stream: str, since: float, until: float,
+                    chunk: int = 5000) -> Iterable[dict[str, Any]]:
+        """Records of one stream in [since, until), fetched `chunk` entries per round trip."""
+        key = self.keys(device).stream(stream)
+        start = f"{int(since * 1000)}"
+        end = f"{int(until * 1000) - 1}"  # a bare ms ID as end means every entry of that ms
+        while True:
+            entries = self.r.xrange(key, start, end, count=chunk)
+            for _id, fields in entries:
+                yield decode_entry(fields)
+            if len(entries) < chunk:
+                return
+            start = f"({entries[-1][0]}"
+
+    def fleet(self) -> dict[str, dict[str, Any]]:
+        """Every device's registration info and raw latest-values hash in two round trips:
+        device -> {"info": {...}, "latest": {series key: value text, "__ts": ...}}."""
+        raw = self.r.hgetall(f"{self.prefix}devices")
+        devices = sorted(d for d in raw if DEVICE_ID.match(d))
+        pipe = self.r.pipeline(transaction=False)
+        for device in devices:
+            pipe.hgetall(self.keys(device).latest)
+        out = {}
+        for device, latest in zip(devices, pipe.execute(), strict=True):
+            try:
+                info = json.loads(raw[device])
+            except ValueError:
+                info = {}
+            out[device] = {"info": info if isinstance(info, dict) else {}, "latest": latest}
+        return out
+
+    def delete_prefix(self) -> int:
+        """Remove every key under this store's prefix (tests; never FLUSHALL)."""
+        removed = 0
+        for key in self.r.scan_iter(match=f"{self.prefix}*", count=1000):
+            removed += self.r.delete(key)
+        return removed
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Container roles: web | worker | beat | agent | manage ARGS... | anything else runs as given.
+set -e
+role="${1:-web}"
+[ $# -gt 0 ] && shift
+case "$role" in
+  web)
+    python manage.py migrate --noinput -v 0
+    python manage.py ensure_admin
+    exec daphne --proxy-headers -b 0.0.0.0 -p "${THOXDASH_PORT:-8090}" thoxdash.asgi:application ;;
+  worker) exec celery -A thoxdash worker -l warning --concurrency "${THOXDASH_WORKER_CONCURRENCY:-2}" ;;
+  beat) exec celery -A thoxdash beat -l warning --schedule /var/lib/thoxdash/celerybeat-schedule ;;
+  agent) exec python -m collectors agent --device "${THOXDASH_DEVICE:?set THOXDASH_DEVICE}" \
+           --redis "${REDIS_URL:?set REDIS_URL}" --spill /var/lib/thoxdash/spill "$@" ;;
+  manage) exec python manage.py "$@" ;;
+  *) exec "$role" "$@" ;;
+esac

@@ -1,0 +1,60 @@
+"""Make sure the Debian tools the tests drive are installed (`make test` calls this).
+
+prometheus + promtool (tests/test_metrics.py), nginx (tests/test_deploy.py), openssl (TLS test
+certificates), systemd-analyze (unit verification), redis-server (fault tests run their own).
+Installs the missing packages with apt-get when root; otherwise says what to install and fails.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+# executable -> (Debian package, fallback paths)
+TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "promtool": ("prometheus", ("/usr/bin/promtool",)),
+    "prometheus": ("prometheus", ("/usr/bin/prometheus",)),
+    "nginx": ("nginx-light", ("/usr/sbin/nginx",)),
+    "openssl": ("openssl", ("/usr/bin/openssl",)),
+    "systemd-analyze": ("systemd", ("/usr/bin/systemd-analyze",)),
+    "redis-server": ("redis-server", ("/usr/bin/redis-server",)),
+}
+
+
+def missing() -> list[str]:
+    out = []
+    for exe, (package, paths) in TOOLS.items():
+        if not (shutil.which(exe) or any(os.access(p, os.X_OK) for p in paths)) and package not in out:
+            out.append(package)
+    return out
+
+
+def main() -> int:
+    packages = missing()
+    if not packages:
+        return 0
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"tests need these Debian packages: sudo apt-get install {' '.join(packages)}", file=sys.stderr)
+        return 1
+    print(f"installing {' '.join(packages)} ...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=False)
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False)
+    # The Debian packages start services on install; the tests run their own instances.
+    for service in ("nginx", "prometheus"):
+        subprocess.run(["systemctl", "stop", service], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=False)
+    left = missing()
+    if left:
+        print(f"could not install: {' '.join(left)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

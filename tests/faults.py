@@ -1,0 +1,155 @@
+"""Helpers for the fault tests: a private redis-server that can be SIGKILLed and restarted on the
+same port and data folder (AOF on), an HTTP receiver that can go away and come back, a websocket
+client with the session cookie of a logged-in user."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.stack import free_port
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", every: float = 0.2) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class RedisServer:
+    """Our own redis-server (never the shared one): AOF persistence, killable, restartable."""
+
+    def __init__(self, tmp: Path):
+        self.dir = tmp / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        log = (self.dir / "redis.log").open("a")
+        self.proc = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
+                                      "--save", "", "--daemonize", "no"], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, 10, "redis-server to answer", 0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
+
+
+class Receiver:
+    """A webhook receiver on a fixed port that can be taken down and brought back."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> Receiver:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    owner.bodies.append(json.loads(raw))
+                except ValueError:
+                    owner.bodies.append({"raw": raw.decode(errors="replace")})
+                owner.headers.append(dict(self.headers))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+def session_cookie(base: str, username: str, password: str) -> str:
+    with httpx.Client() as client:
+        client.get(base + "/accounts/login/")
+        token = client.cookies.get("csrftoken")
+        r = client.post(base + "/accounts/login/", data={"username": username, "password": password,
+                                                         "csrfmiddlewaretoken": token},
+                        headers={"Referer": base + "/accounts/login/"})
+        assert r.status_code in (200, 302)
+        sessionid = client.cookies.get("sessionid")
+    assert sessionid, "login failed"
+    return sessionid
+
+
+def python_env(base: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {**base, **extra}
+    env.setdefault("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
+def pids_of(proc: subprocess.Popen) -> list[int]:
+    import psutil
+
+    try:
+        parent = psutil.Process(proc.pid)
+        return [proc.pid] + [c.pid for c in parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def sigkill_tree(proc: subprocess.Popen) -> None:
+    for pid in pids_of(proc):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    proc.wait(10)

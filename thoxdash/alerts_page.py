@@ -1,0 +1,75 @@
+"""The /alerts/ page: firing alerts (acknowledge, silence), silences (expire), history."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from advisors.models import Alert, Silence
+from advisors.silencing import acknowledge, expire, silence
+
+DURATIONS = [(900, "15 min"), (3600, "1 hour"), (4 * 3600, "4 hours"), (86_400, "1 day"), (7 * 86_400, "7 days")]
+
+
+def alerts_page(request: HttpRequest) -> HttpResponse:
+    silences = list(Silence.active().select_related("created_by").order_by("expires_at"))
+    firing = list(Alert.objects.filter(state=Alert.FIRING).select_related("acknowledged_by")[:500])
+    device = request.GET.get("device", "")
+    fingerprint = request.GET.get("fingerprint", "")
+    if device:
+        firing = [a for a in firing if a.device == device]
+    if fingerprint:
+        firing = [a for a in firing if a.fingerprint == fingerprint]
+    for alert in firing:
+        alert.silence = alert.silenced_by(silences)
+    history = Alert.objects.exclude(state=Alert.FIRING)
+    if device:
+        history = history.filter(device=device)
+    if fingerprint:
+        history = history.filter(fingerprint=fingerprint)
+    return render(request, "alerts.html", {
+        "firing": firing, "history": history.select_related("acknowledged_by")[:200], "silences": silences,
+        "durations": DURATIONS, "can_act": request.user.is_staff, "device": device, "fingerprint": fingerprint,
+    })
+
+
+def _staff(request: HttpRequest) -> None:
+    if not request.user.is_staff:
+        raise PermissionDenied("staff only")
+
+
+@login_required
+@require_POST
+def ack(request: HttpRequest, pk: int) -> HttpResponse:
+    _staff(request)
+    alert = acknowledge(get_object_or_404(Alert, pk=pk), request.user)
+    messages.success(request, f"Acknowledged {alert.rule} on {alert.device}.")
+    return redirect("alerts")
+
+
+@login_required
+@require_POST
+def silence_form(request: HttpRequest, pk: int) -> HttpResponse:
+    _staff(request)
+    alert = get_object_or_404(Alert, pk=pk)
+    try:
+        row = silence(alert, request.user, float(request.POST.get("duration_s", "3600")),
+                      request.POST.get("comment", ""))
+    except ValueError as exc:
+        messages.error(request, f"Not silenced: {exc}")
+    else:
+        messages.success(request, f"Silenced {alert.rule} on {alert.device} until {row.expires_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect("alerts")
+
+
+@login_required
+@require_POST
+def expire_form(request: HttpRequest, pk: int) -> HttpResponse:
+    _staff(request)
+    expire(get_object_or_404(Silence, pk=pk))
+    messages.success(request, "Silence expired.")
+    return redirect("alerts")

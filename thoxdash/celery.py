@@ -1,0 +1,23 @@
+"""The Celery app: broker is Redis; beat runs the rules every RULES_INTERVAL_S."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thoxdash.settings")
+
+app = Celery("thoxdash")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["advisors", "thoxdash"])
+
+
+@app.on_after_finalize.connect
+def _schedule(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.RULES_INTERVAL_S, sender.signature("advisors.tasks.evaluate_all"),
+                             name="evaluate rules", expires=settings.RULES_INTERVAL_S * 5)
+    sender.add_periodic_task(settings.ROLLUP_INTERVAL_S, sender.signature("thoxdash.tasks.rollup_all"),
+                             name="roll up telemetry", expires=settings.ROLLUP_INTERVAL_S)

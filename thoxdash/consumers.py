@@ -1,0 +1,197 @@
+"""Websocket consumer: streams one device's telemetry to the browser.
+
+On connect (session required) it sends a snapshot of the last LIVE_WINDOW_S seconds (shaped like
+the range API's payload), then follows the device's streams with XREAD BLOCK and sends batched
+updates at most LIVE_MAX_UPDATES_PER_S. Request latency is summarised server-side in closed
+LATENCY_STEP_S buckets; the IRQ matrix and the time-to-ceiling forecast are refreshed every
+DERIVED_EVERY_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from advisors.telemetry import async_client
+from collectors.store import Keys, decode_entry
+from thoxdash.latency import bucket_stats
+from thoxdash.live import ceiling_forecast, irq_matrix, memory_points, shrink, to_columns
+from thoxdash.payload import assemble, clean_events, isolated_cpus
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_POINTS = 600
+LATENCY_STEP_S = 10.0
+DERIVED_EVERY_S = 5.0
+LATE_S = 1.0  # a request may reach Redis this long after its bucket closed
+
+
+def _load_config(device: str) -> dict[str, Any]:
+    from advisors.alerting import device_config
+
+    return device_config(device)
+
+
+class LiveState:
+    """What the consumer remembers between updates (plain, testable without a socket)."""
+
+    def __init__(self, config: dict[str, Any], isolated: set[str], window_s: float):
+        self.config = config
+        self.isolated = isolated
+        self.window_s = window_s
+        self.pending: list[dict[str, Any]] = []  # requests of buckets not closed yet
+        self.memory: dict[str, deque[tuple[float, float]]] = {}
+        self.ceilings: dict[str, float] = {
+            str(r["name"]): float(r["ceiling_bytes"]) for r in config.get("runtimes") or [] if r.get("ceiling_bytes")}
+        self.irq_first: dict[str, tuple[float, float]] = {}
+        self.irq_last: dict[str, tuple[float, float]] = {}
+        self.derived_at = 0.0
+
+    def take(self, cols: dict[str, Any]) -> None:
+        mem, ceilings = memory_points(cols["series"])
+        self.ceilings.update(ceilings)
+        for runtime, points in mem.items():
+            self.memory.setdefault(runtime, deque(maxlen=2000)).extend(points)
+        for key, (xs, ys) in (cols.get("irq") or {}).items():
+            self.irq_first.setdefault(key, (xs[0], ys[0]))
+            self.irq_last[key] = (xs[-1], ys[-1])
+        self.pending.extend(cols["requests"])
+
+    def closed_latency(self, now: float) -> dict[str, list[list[float]]]:
+        cutoff = math.floor((now - LATE_S) / LATENCY_STEP_S) * LATENCY_STEP_S
+        done = [r for r in self.pending if r["ts"] < cutoff]
+        if not done:
+            return {}
+        self.pending = [r for r in self.pending if r["ts"] >= cutoff]
+        return bucket_stats(done, LATENCY_STEP_S, self.config.get("slos") or [])
+
+    def derived(self, now: float) -> dict[str, Any]:
+        if now - self.derived_at < DERIVED_EVERY_S:
+            return {}
+        self.derived_at = now
+        for points in self.memory.values():
+            while points and points[0][0] < now - self.window_s:
+                points.popleft()
+        out: dict[str, Any] = {"forecast": ceiling_forecast({k: list(v) for k, v in self.memory.items()},
+                                                            self.ceilings)}
+        if self.irq_last:
+            cols = {k: [[self.irq_first[k][0], v[0]], [self.irq_first[k][1], v[1]]] for k, v in self.irq_last.items()}
+            out["irq"] = irq_matrix(cols, self.isolated)
+            # the next matrix covers the next interval: rates stay current
+            self.irq_first = dict(self.irq_last)
+        return out
+
+
+class DeviceConsumer(AsyncWebsocketConsumer):
+    # This consumer reads the device streams itself and takes no group messages: no channel-layer
+    # subscription (one Redis connection less per viewer, and no way for the layer to drop it).
+    channel_layer_alias = "thoxdash-no-channel-layer"
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.device = self.scope["url_route"]["kwargs"]["device"]
+        self.keys = Keys(settings.REDIS_PREFIX, self.device)
+        self.redis = async_client()
+        await self.accept()
+        self.task = asyncio.create_task(self.follow())
+
+    async def disconnect(self, code: int) -> None:
+        task = getattr(self, "task", None)
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        client = getattr(self, "redis", None)
+        if client is not None:
+            await client.aclose()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        return  # the browser only listens
+
+    def wants_snapshot(self) -> bool:
+        """`?snapshot=0`: the page shows a stored range and only needs updates (and liveness)."""
+        return b"snapshot=0" not in (self.scope.get("query_string") or b"")
+
+    async def snapshot(self) -> tuple[dict[str, str], LiveState]:
+        now = time.time()
+        if not self.wants_snapshot():
+            config = await database_sync_to_async(_load_config)(self.device)
+            last_ids = {s: await self._last_id(s) for s in (self.keys.telemetry, self.keys.events, self.keys.requests)}
+            await self.send(text_data=json.dumps({"type": "snapshot", "device": self.device, "now": now,
+                                                  "series": {}, "events": []}))
+            return last_ids, LiveState(config, set(), settings.LIVE_WINDOW_S)
+        since_ms = int((now - settings.LIVE_WINDOW_S) * 1000)
+        last_ids: dict[str, str] = {}
+        records = []
+        for stream in (self.keys.telemetry, self.keys.events, self.keys.requests):
+            entries = await self.redis.xrange(stream, min=str(since_ms), max="+")
+            records.extend(decode_entry(fields) for _id, fields in entries)
+            last_ids[stream] = entries[-1][0] if entries else await self._last_id(stream)
+        state_raw = await self.redis.hgetall(self.keys.state)
+        state = {}
+        for k, v in state_raw.items():
+            with contextlib.suppress(ValueError):
+                state[k] = json.loads(v)
+        config = await database_sync_to_async(_load_config)(self.device)
+        records.sort(key=lambda r: r["ts"])
+        cols = to_columns(records, keep_irq=True)
+        live = LiveState(config, isolated_cpus(config, state), settings.LIVE_WINDOW_S)
+        live.take(cols)
+        latency = live.closed_latency(now)
+        payload = assemble(cols, latency, SNAPSHOT_POINTS, config, live.isolated)
+        live.derived_at = now
+        await self.send(text_data=json.dumps({"type": "snapshot", "device": self.device,
+                                              "range_s": settings.LIVE_WINDOW_S, "now": now, **payload}))
+        return last_ids, live
+
+    async def _last_id(self, stream: str) -> str:
+        entries = await self.redis.xrevrange(stream, count=1)
+        return entries[0][0] if entries else "0-0"
+
+    async def follow(self) -> None:
+        min_gap = 1.0 / settings.LIVE_MAX_UPDATES_PER_S
+        try:
+            last_ids, live = await self.snapshot()
+            while True:
+                started = time.monotonic()
+                response = await self.redis.xread(last_ids, block=1000, count=2000)
+                records = []
+                for stream, entries in response or []:
+                    last_ids[stream] = entries[-1][0]
+                    records.extend(decode_entry(fields) for _id, fields in entries)
+                records.sort(key=lambda r: r["ts"])
+                cols = to_columns(records, keep_irq=True)
+                live.take(cols)
+                now = time.time()
+                series = cols["series"]
+                for key, xy in live.closed_latency(now).items():
+                    series[key] = xy
+                message: dict[str, Any] = {}
+                if series:
+                    message["series"] = shrink(series, SNAPSHOT_POINTS)
+                    message.update(live.derived(now))  # forecast/IRQ only move with new data
+                if cols["events"]:
+                    message["events"] = clean_events(cols["events"])
+                if message:
+                    await self.send(text_data=json.dumps({"type": "update", "now": now, **message}))
+                    await asyncio.sleep(max(0.0, min_gap - (time.monotonic() - started)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis gone: tell the browser, which reconnects
+            log.warning("live feed for %s stopped: %s", self.device, exc)
+            with contextlib.suppress(Exception):
+                await self.send(text_data=json.dumps({"type": "error", "message": "telemetry store unavailable"}))
+                await self.close(code=1011)

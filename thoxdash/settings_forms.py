@@ -1,0 +1,79 @@
+"""Forms of the settings page: a device's runtimes (match rules, ceilings, priorities) and SLOs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+PRIORITIES = [("critical", "critical"), ("essential", "essential"), ("background", "background")]
+KINDS = [(k, k) for k in ("ollama", "tensorrt_llm", "triton", "vllm", "llamacpp", "cuquantum", "other")]
+GB = 1e9
+
+
+class RuntimeForm(forms.Form):
+    name = forms.RegexField(regex=r"^[A-Za-z0-9_.-]{1,64}$", max_length=64)
+    kind = forms.ChoiceField(choices=KINDS)
+    match = forms.CharField(max_length=200, required=False, help_text="process name or command-line regex")
+    url = forms.URLField(max_length=300, required=False)
+    ceiling_gb = forms.FloatField(min_value=0.01, max_value=4096, required=False, label="Ceiling (GB)")
+    priority = forms.ChoiceField(choices=PRIORITIES, initial="background")
+
+    def to_config(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        out: dict[str, Any] = {"name": d["name"], "kind": d["kind"], "priority": d["priority"]}
+        if d.get("match"):
+            out["match"] = d["match"]
+        if d.get("url"):
+            out["url"] = d["url"]
+        if d.get("ceiling_gb"):
+            out["ceiling_bytes"] = int(round(d["ceiling_gb"] * GB))
+        return out
+
+    @staticmethod
+    def initial_from(runtime: dict[str, Any]) -> dict[str, Any]:
+        ceiling = runtime.get("ceiling_bytes")
+        return {"name": runtime.get("name", ""), "kind": runtime.get("kind", "other"),
+                "match": runtime.get("match", ""), "url": runtime.get("url", ""),
+                "ceiling_gb": round(float(ceiling) / GB, 3) if ceiling else None,
+                "priority": runtime.get("priority", "background")}
+
+
+class SloForm(forms.Form):
+    runtime = forms.CharField(max_length=64)
+    model = forms.CharField(max_length=200)
+    deadline_ms = forms.FloatField(min_value=0.001, max_value=3_600_000, label="Deadline (ms)")
+    target_ratio = forms.FloatField(min_value=0.0, max_value=1.0, initial=0.99)
+    window_s = forms.IntegerField(min_value=1, max_value=86_400, initial=60)
+
+    def to_config(self) -> dict[str, Any]:
+        d = self.cleaned_data
+        return {"runtime": d["runtime"], "model": d["model"], "deadline_s": d["deadline_ms"] / 1000.0,
+                "target_ratio": d["target_ratio"], "window_s": d["window_s"]}
+
+    @staticmethod
+    def initial_from(slo: dict[str, Any]) -> dict[str, Any]:
+        return {"runtime": slo.get("runtime", ""), "model": slo.get("model", ""),
+                "deadline_ms": round(float(slo.get("deadline_s", 0)) * 1000.0, 3),
+                "target_ratio": slo.get("target_ratio", 0.99), "window_s": slo.get("window_s", 60)}
+
+
+class DeviceForm(forms.Form):
+    isolated_cpus = forms.RegexField(regex=r"^[0-9,\- ]*$", max_length=200, required=False,
+                                     help_text="e.g. 4-7")
+
+
+RuntimeFormSet = forms.formset_factory(RuntimeForm, extra=1, can_delete=True)
+SloFormSet = forms.formset_factory(SloForm, extra=1, can_delete=True)
+
+
+def collect(formset: forms.BaseFormSet) -> list[dict[str, Any]]:
+    """The rows of a valid formset as config dicts: kept rows, filled-in extra rows, not deleted."""
+    out = []
+    for i, form in enumerate(formset.forms):
+        if i >= formset.initial_form_count() and not form.has_changed():
+            continue
+        if form.cleaned_data.get("DELETE"):
+            continue
+        out.append(form.to_config())
+    return out
