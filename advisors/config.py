@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
 from collectors.text import is_uint
 
 DEFAULT_CEILINGS_BYTES = {"ollama": 5_500_000_000, "tensorrt_llm": 6_000_000_000, "cuquantum": 2_500_000_000}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any
+
 from collectors.text import is_uint
 
 # Series prefixes the device page charts; everything else stays server-side.

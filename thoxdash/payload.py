@@ -14,9 +14,9 @@ from typing import Any
 
 from advisors.config import parse_cpulist
 from collectors.store import TelemetryStore
+from collectors.text import is_uint
 from thoxdash.latency import bucket_stats, merge_columns
 from thoxdash.live import Columns, ceiling_forecast, irq_matrix, memory_points, shrink, to_columns
-from collectors.text import is_uint
 
 RANGES = {"15m": 900, "1h": 3600, "24h": 86_400, "7d": 604_800}
 ROLLUP_FOR = {900: None, 3600: 10, 86_400: 60, 604_800: 600}

@@ -17,9 +17,9 @@ from django.views.decorators.http import require_POST
 
 from advisors.telemetry import store
 from collectors.store import DEVICE_ID
+from collectors.text import is_uint
 from thoxdash.devices import device_list
 from thoxdash.payload import RANGES, isolated_cpus
-from collectors.text import is_uint
 
 
 @login_required

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
 from collectors.text import is_uint
 
 CHECK_IDS = ("preempt_rt", "cpu_governor", "clocks_locked", "nvpmodel", "isolcpus", "irq_affinity", "thp",

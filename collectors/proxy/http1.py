@@ -7,6 +7,7 @@ hand the payload to the timing parser) while the proxy forwards the raw bytes as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from collectors.text import is_uint
 
 MAX_HEAD = 64 * 1024
