@@ -4,9 +4,9 @@ Playwright Python package (installed by `make setup`). Prints one line saying wh
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
+
+import debian
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
@@ -21,15 +21,14 @@ def chromium() -> str | None:
 def main() -> int:
     if chromium():
         return 0
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    why = ""
+    if debian.can_install():
         print("installing Debian's chromium for the browser tests ...", file=sys.stderr)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "install", "-y", "-q", "chromium"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "chromium"]):
-            subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-            if chromium():
-                return 0
-    print("The browser tests need Chromium: sudo apt-get install chromium (or set THOXDASH_CHROMIUM).", file=sys.stderr)
+        _, why = debian.install(["chromium"])
+        if chromium():
+            return 0
+    print("The browser tests need Chromium: sudo apt-get install chromium (or set THOXDASH_CHROMIUM)."
+          + (f" apt-get said: {why}" if why else ""), file=sys.stderr)
     return 1
 
 

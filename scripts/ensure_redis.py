@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import debian
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("THOXDASH_RUN_DIR", ROOT / ".run"))
 LOCAL_PORT = int(os.environ.get("THOXDASH_LOCAL_REDIS_PORT", "6390"))
@@ -62,17 +64,13 @@ def start_local() -> str | None:
 
 
 def install_debian() -> bool:
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not debian.can_install():
         return False
     print("installing Debian's redis-server ...", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    if result.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        result = subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return result.returncode == 0
+    ok, why = debian.install(["redis-server"])
+    if not ok:
+        print(f"apt-get could not install redis-server: {why}", file=sys.stderr)
+    return ok
 
 
 def main() -> int:

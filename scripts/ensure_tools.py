@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+import debian
+
 # executable -> (Debian package, fallback paths)
 TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "promtool": ("prometheus", ("/usr/bin/promtool",)),
@@ -36,22 +38,18 @@ def main() -> int:
     packages = missing()
     if not packages:
         return 0
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not debian.can_install():
         print(f"tests need these Debian packages: sudo apt-get install {' '.join(packages)}", file=sys.stderr)
         return 1
     print(f"installing {' '.join(packages)} ...", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
-    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=False)
-        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False)
+    _, why = debian.install(packages, recommends=False)
     # The Debian packages start services on install; the tests run their own instances.
     for service in ("nginx", "prometheus"):
         subprocess.run(["systemctl", "stop", service], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=False)
     left = missing()
     if left:
-        print(f"could not install: {' '.join(left)}", file=sys.stderr)
+        print(f"could not install: {' '.join(left)}" + (f" (apt-get said: {why})" if why else ""), file=sys.stderr)
         return 1
     return 0
 
