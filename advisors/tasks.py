@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import shared_task
 
@@ -42,14 +43,79 @@ def collect_action_results(device: str | None = None) -> int:
     return collect_results(store(), device)
 
 
-@shared_task(name="advisors.tasks.evaluate_all")
-def evaluate_all() -> int:
-    """Beat entry: one evaluate_device per known device."""
+@shared_task(name="advisors.tasks.evaluate_batch", acks_late=True)
+def evaluate_batch(devices: list[str], now: float | None = None) -> dict[str, int]:
+    """Evaluate many devices in one task (the beat path): idempotent like evaluate_device."""
+    from advisors.alerting import evaluate_batch as run
     from advisors.telemetry import store
 
-    devices = list(store().devices())
+    batch = run(store(), devices, now, on_transitions=_notifier())
+    actions_after_batch(devices, batch.rows)
+    return {
+        "devices": len(devices),
+        "failed": len(batch.failed),
+        **{
+            k: sum(len(r[k]) for r in batch.results.values())
+            for k in ("fired", "resolved", "escalated")
+        },
+    }
+
+
+def _notifier() -> Callable[[dict], object] | None:
+    try:
+        from advisors.notify.dispatch import notify_transitions
+    except ImportError:
+        return None
+    return notify_transitions
+
+
+def actions_after_batch(devices: list[str], rows: dict) -> None:
+    """What evaluate_device's after_evaluation does, for a batch: collect answers only for devices
+    with pending requests (one query finds them) and run auto mode only where it is on."""
+    from django.conf import settings
+
+    from advisors.actions import auto_actions, collect_results
+    from advisors.models import ActionRequest
+    from advisors.telemetry import store
+
+    pending = set(
+        ActionRequest.objects.filter(state="pending", device__in=devices)
+        .values_list("device", flat=True)
+        .distinct()
+    )
+    auto = {d for d, row in rows.items() if row.auto_mode} if settings.AGENT_KEY else set()
     for device in devices:
-        evaluate_device.apply_async((device,), expires=5)
+        if device not in pending and device not in auto:
+            continue
+        try:  # never let actions break the alert cycle
+            if device in pending:
+                collect_results(store(), device)
+            if device in auto:
+                auto_actions(store(), device)
+        except Exception:
+            log.exception("actions after evaluating %s", device)
+
+
+def chunks(items: list[str], size: int) -> list[list[str]]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@shared_task(name="advisors.tasks.evaluate_all")
+def evaluate_all() -> int:
+    """Beat entry: the known devices in batches of RULES_BATCH, one evaluate_batch task each.
+
+    Each task expires after RULES_EXPIRES_S, so a backlog is dropped (next cycle re-evaluates)
+    rather than grown."""
+    from django.conf import settings
+
+    from advisors.telemetry import store
+
+    devices = store().device_ids()
+    size = int(getattr(settings, "RULES_BATCH", 25))
+    expires = float(getattr(settings, "RULES_EXPIRES_S", 5.0))
+    for batch in chunks(devices, size):
+        evaluate_batch.apply_async((batch,), expires=expires)
     if store().r.set(f"{store().prefix}notify:sweep", "1", nx=True, ex=SWEEP_EVERY_S):
         from advisors.notify.dispatch import sweep
 

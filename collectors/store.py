@@ -18,7 +18,8 @@ Keys (prefix `thox:` by default, configurable so tests isolate themselves):
                                     latency proxy enforces (max_concurrency, max_queue, ...)
 
 Stream IDs carry the record's own timestamp (`<ms>-*`) so time ranges are XRANGE calls.
-Streams are capped with MAXLEN ~.
+Streams are capped with MAXLEN ~ (count) and, by the server's rollup pass, trimmed by age (XTRIM
+MINID): `trim_before` / `trim_rollups_before`.
 """
 
 from __future__ import annotations
@@ -39,10 +40,25 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "thox:"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-# Caps: about a day of 1 Hz multi-source telemetry; older data lives in rollups.
-MAXLEN = {"telemetry": 200_000, "requests": 100_000, "events": 20_000,
-          "actions": 5_000, "action_results": 5_000}
+# Count caps (MAXLEN ~ on every XADD): a safety bound that holds even when nothing else runs.
+MAXLEN = {
+    "telemetry": 200_000,
+    "requests": 100_000,
+    "events": 20_000,
+    "actions": 5_000,
+    "action_results": 5_000,
+}
 ROLLUP_MAXLEN = 20_000
+# Age limits, applied by the server's rollup pass (thoxdash.rollup.trim_device) with the values of
+# its settings (THOXDASH_RAW_RETENTION_S, THOXDASH_ROLLUP_RETENTION_S); these are the defaults.
+# Raw streams keep hours (the 15 min range and the rules' 5 min window read them); each rollup step
+# keeps well beyond the dashboard range it serves (10 s: 1 h, 60 s: 24 h, 600 s: 7 d): 12 h, 2 d, 30 d.
+RAW_RETENTION_S = 6 * 3600.0
+TIME_TRIMMED = (
+    "telemetry",
+    "requests",
+)  # events stay count-capped: sparse, and the timeline of 7 d
+ROLLUP_RETENTION_S = {10: 12 * 3600.0, 60: 2 * 86_400.0, 600: 30 * 86_400.0}
 
 
 class StoreUnavailable(ConnectionError):
@@ -51,9 +67,7 @@ class StoreUnavailable(ConnectionError):
 
 def check_device_id(device: str) -> str:
     if not isinstance(device, str) or not DEVICE_ID.match(device):
-        raise ValueError(
-            f"invalid device id {device!r}: use 1-64 letters, digits, '.', '_' or '-'"
-        )
+        raise ValueError(f"invalid device id {device!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return device
 
 
@@ -104,7 +118,12 @@ class Keys:
         return self.stream(f"rollup:{step_s}")
 
 
-STREAM_FOR_KIND = {"values": "telemetry", "state": "telemetry", "request": "requests", "event": "events"}
+STREAM_FOR_KIND = {
+    "values": "telemetry",
+    "state": "telemetry",
+    "request": "requests",
+    "event": "events",
+}
 
 
 def stream_id(ts: float) -> str:
@@ -131,7 +150,9 @@ def ping(client: redis.Redis) -> None:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         url = _describe(client)
-        raise StoreUnavailable(f"Redis at {url} is unreachable ({exc.__class__.__name__}: {exc})") from None
+        raise StoreUnavailable(
+            f"Redis at {url} is unreachable ({exc.__class__.__name__}: {exc})"
+        ) from None
 
 
 def _describe(client: redis.Redis) -> str:
@@ -150,7 +171,11 @@ class TelemetryStore:
 
     def __init__(self, client: redis.Redis, prefix: str | None = None):
         self.r = client
-        self.prefix = prefix if prefix is not None else os.environ.get("THOXDASH_REDIS_PREFIX", DEFAULT_PREFIX)
+        self.prefix = (
+            prefix
+            if prefix is not None
+            else os.environ.get("THOXDASH_REDIS_PREFIX", DEFAULT_PREFIX)
+        )
 
     @classmethod
     def from_url(cls, url: str | None = None, prefix: str | None = None) -> TelemetryStore:
@@ -171,15 +196,22 @@ class TelemetryStore:
 
     def devices(self) -> dict[str, dict[str, Any]]:
         raw = self.r.hgetall(f"{self.prefix}devices")
+        names = sorted(raw)
+        pipe = self.r.pipeline(transaction=False)
+        for device in names:
+            pipe.hget(self.keys(device).latest, "__ts")
         out = {}
-        for device, text in sorted(raw.items()):
+        for device, last in zip(names, pipe.execute() if names else [], strict=True):
             try:
-                out[device] = json.loads(text)
+                out[device] = json.loads(raw[device])
             except ValueError:
                 out[device] = {}
-            last = self.r.hget(self.keys(device).latest, "__ts")
             out[device]["last_seen"] = float(last) if last else None
         return out
+
+    def device_ids(self) -> list[str]:
+        """The registered device ids, sorted (one HKEYS; what the Celery fan-outs need)."""
+        return sorted(d for d in self.r.hkeys(f"{self.prefix}devices") if DEVICE_ID.match(d))
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:
@@ -194,8 +226,13 @@ class TelemetryStore:
         for record in records:
             kind = record_kind(record)
             stream = keys.stream(STREAM_FOR_KIND[kind])
-            pipe.xadd(stream, {"j": dumps(record)}, id=stream_id(record["ts"]),
-                      maxlen=MAXLEN[STREAM_FOR_KIND[kind]], approximate=True)
+            pipe.xadd(
+                stream,
+                {"j": dumps(record)},
+                id=stream_id(record["ts"]),
+                maxlen=MAXLEN[STREAM_FOR_KIND[kind]],
+                approximate=True,
+            )
             if kind == "values":
                 latest.update({k: repr(float(v)) for k, v in record["values"].items()})
             elif kind == "state":
@@ -210,25 +247,31 @@ class TelemetryStore:
             state["__ts"] = repr(newest)
             pipe.hset(keys.state, mapping=state)
         results = pipe.execute(raise_on_error=False)
-        if any(isinstance(r, redis.ResponseError) for r in results[:len(records)]):
+        if any(isinstance(r, redis.ResponseError) for r in results[: len(records)]):
             # An ID older than the stream's newest (clock step, two writers): keep the data,
             # let Redis pick the ID; the record's own `ts` stays authoritative.
             self._publish_auto_ids(keys, records, results)
         return count
 
-    def _publish_auto_ids(self, keys: Keys, records: list[dict[str, Any]], results: list[Any]) -> None:
+    def _publish_auto_ids(
+        self, keys: Keys, records: list[dict[str, Any]], results: list[Any]
+    ) -> None:
         pipe = self.r.pipeline(transaction=False)
         for record, result in zip(records, results, strict=False):
             if isinstance(result, redis.ResponseError):
                 kind = STREAM_FOR_KIND[record_kind(record)]
-                pipe.xadd(keys.stream(kind), {"j": dumps(record)}, maxlen=MAXLEN[kind], approximate=True)
+                pipe.xadd(
+                    keys.stream(kind), {"j": dumps(record)}, maxlen=MAXLEN[kind], approximate=True
+                )
         pipe.execute()
 
     # -- reading -------------------------------------------------------------------------
     def latest(self, device: str) -> dict[str, Any]:
         keys = self.keys(device)
-        raw = self.r.hgetall(keys.latest)
-        state_raw = self.r.hgetall(keys.state)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(keys.latest)
+        pipe.hgetall(keys.state)
+        raw, state_raw = pipe.execute()
         ts = raw.pop("__ts", None)
         state_raw.pop("__ts", None)
         values = {}
@@ -254,15 +297,23 @@ class TelemetryStore:
             pipe.hgetall(self.keys(device).latest)
         return dict(zip(devices, pipe.execute(), strict=True))
 
-    def read(self, device: str, stream: str = "telemetry", since: float | None = None,
-             until: float | None = None, count: int | None = None) -> list[dict[str, Any]]:
+    def read(
+        self,
+        device: str,
+        stream: str = "telemetry",
+        since: float | None = None,
+        until: float | None = None,
+        count: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Records of one stream between two epoch times (inclusive)."""
         start = f"{int(since * 1000)}" if since is not None else "-"
         end = f"{int(until * 1000)}" if until is not None else "+"
         entries = self.r.xrange(self.keys(device).stream(stream), start, end, count=count)
         return [decode_entry(fields) for _id, fields in entries]
 
-    def tail(self, device: str, stream: str = "telemetry", count: int = 100) -> list[dict[str, Any]]:
+    def tail(
+        self, device: str, stream: str = "telemetry", count: int = 100
+    ) -> list[dict[str, Any]]:
         entries = self.r.xrevrange(self.keys(device).stream(stream), count=count)
         return [decode_entry(fields) for _id, fields in reversed(entries)]
 
@@ -291,15 +342,26 @@ class TelemetryStore:
         pipe = self.r.pipeline(transaction=False)
         count = 0
         for record in records:
-            pipe.xadd(key, {"j": dumps(record)}, id=stream_id(record["ts"]), maxlen=ROLLUP_MAXLEN,
-                      approximate=True)
+            pipe.xadd(
+                key,
+                {"j": dumps(record)},
+                id=stream_id(record["ts"]),
+                maxlen=ROLLUP_MAXLEN,
+                approximate=True,
+            )
             count += 1
         if count:
             pipe.execute(raise_on_error=False)  # a bucket already written keeps its first version
         return count
 
-    def read_rollups(self, device: str, step_s: int, since: float | None = None,
-                     until: float | None = None, count: int | None = None) -> list[dict[str, Any]]:
+    def read_rollups(
+        self,
+        device: str,
+        step_s: int,
+        since: float | None = None,
+        until: float | None = None,
+        count: int | None = None,
+    ) -> list[dict[str, Any]]:
         start = f"{int(since * 1000)}" if since is not None else "-"
         end = f"{int(until * 1000)}" if until is not None else "+"
         entries = self.r.xrange(self.keys(device).rollup(step_s), start, end, count=count)
@@ -309,8 +371,23 @@ class TelemetryStore:
         entries = self.r.xrevrange(self.keys(device).rollup(step_s), count=1)
         return decode_entry(entries[0][1])["ts"] if entries else None
 
-    def read_chunks(self, device: str, stream: str, since: float, until: float,
-                    chunk: int = 5000) -> Iterable[dict[str, Any]]:
+    # -- age limits (called by the server's rollup pass; the count caps above always apply) ------
+    def trim_before(self, device: str, stream: str, ts: float, approximate: bool = False) -> int:
+        """Drop entries of one stream older than `ts` (XTRIM MINID); returns how many went."""
+        return self.r.xtrim(
+            self.keys(device).stream(stream), minid=f"{int(ts * 1000)}", approximate=approximate
+        )
+
+    def trim_rollups_before(
+        self, device: str, step_s: int, ts: float, approximate: bool = False
+    ) -> int:
+        return self.r.xtrim(
+            self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}", approximate=approximate
+        )
+
+    def read_chunks(
+        self, device: str, stream: str, since: float, until: float, chunk: int = 5000
+    ) -> Iterable[dict[str, Any]]:
         """Records of one stream in [since, until), fetched `chunk` entries per round trip."""
         key = self.keys(device).stream(stream)
         start = f"{int(since * 1000)}"

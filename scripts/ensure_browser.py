@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import sys
 
-import debian
+try:
+    from scripts import debian
+except ImportError:  # run as `python scripts/<name>.py`
+    import debian
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 

@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import debian
+try:
+    from scripts import debian
+except ImportError:  # run as `python scripts/<name>.py`
+    import debian
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("THOXDASH_RUN_DIR", ROOT / ".run"))

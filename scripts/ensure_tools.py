@@ -13,7 +13,10 @@ import shutil
 import subprocess
 import sys
 
-import debian
+try:
+    from scripts import debian
+except ImportError:  # run as `python scripts/<name>.py`
+    import debian
 
 # executable -> (Debian package, fallback paths)
 TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -5,6 +5,11 @@ idempotent and incremental: each step continues after its last written bucket an
 buckets only. Steps cascade (10 s from the raw stream, 60 s from the 10 s rollup, 600 s from the
 60 s rollup), so a pass reads each raw record once. Latency statistics are computed from the raw
 requests stream for every step (percentiles do not average).
+
+`trim_device` (run by the same pass, after the rollup) trims the raw telemetry and request streams
+and each rollup step by age. It never drops what the pass has not rolled up yet: raw data is kept
+from the oldest step's last complete bucket on, and a step's rollups from where the next step will
+read them, so a stalled rollup leaves the raw stream to its count cap instead of losing data.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from collectors.store import TelemetryStore
+from collectors.store import RAW_RETENTION_S, ROLLUP_RETENTION_S, TIME_TRIMMED, TelemetryStore
 from thoxdash.latency import bucket_stats
 
 STEPS = (10, 60, 600)
@@ -31,7 +36,11 @@ def mean_buckets(records: Iterable[dict[str, Any]], step: int) -> dict[float, di
         bucket = math.floor(record["ts"] / step) * step
         acc = sums.setdefault(bucket, {})
         for key, value in values.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
                 continue
             cell = acc.get(key)
             if cell is None:
@@ -51,8 +60,12 @@ def _config(device: str) -> dict[str, Any]:
         return {"slos": []}
 
 
-def rollup_device(store: TelemetryStore, device: str, now: float | None = None,
-                  config: dict[str, Any] | None = None) -> dict[int, int]:
+def rollup_device(
+    store: TelemetryStore,
+    device: str,
+    now: float | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[int, int]:
     """Write every complete, not yet written bucket of every step; returns buckets written per step."""
     now = time.time() if now is None else now
     slos = (config if config is not None else _config(device)).get("slos") or []
@@ -81,14 +94,19 @@ def rollup_device(store: TelemetryStore, device: str, now: float | None = None,
         else:
             source = store.read_rollups(device, lower, since=start, until=end - 0.001)
         buckets = mean_buckets(source, step)
-        requests = [{"ts": r["ts"], **r["request"]} for r in store.read_chunks(device, "requests", start, end)
-                    if isinstance(r.get("request"), dict)]
+        requests = [
+            {"ts": r["ts"], **r["request"]}
+            for r in store.read_chunks(device, "requests", start, end)
+            if isinstance(r.get("request"), dict)
+        ]
         latency = bucket_stats(requests, step, slos)
         for key, (xs, ys) in latency.items():
             for x, y in zip(xs, ys, strict=True):
                 if y is not None:
                     buckets.setdefault(x, {})[key] = y
-        records = [{"ts": b, "step": step, "values": buckets[b]} for b in sorted(buckets) if buckets[b]]
+        records = [
+            {"ts": b, "step": step, "values": buckets[b]} for b in sorted(buckets) if buckets[b]
+        ]
         written[step] = store.write_rollups(device, step, records)
         # the next step may only use what this one has completed
         source_end = end
@@ -102,3 +120,36 @@ def _first_ts(store: TelemetryStore, device: str, lower: int | None) -> float | 
     else:
         head = store.read_rollups(device, lower, count=1)
     return head[0]["ts"] if head else None
+
+
+def trim_device(
+    store: TelemetryStore,
+    device: str,
+    now: float | None = None,
+    raw_retention_s: float = RAW_RETENTION_S,
+    rollup_retention_s: dict[int, float] | None = None,
+) -> dict[str, int]:
+    """Trim one device's raw streams and rollups by age; returns entries removed per stream."""
+    now = time.time() if now is None else now
+    keep = {**ROLLUP_RETENTION_S, **(rollup_retention_s or {})}
+    done = {step: _done_until(store, device, step) for step in STEPS}
+    removed: dict[str, int] = {}
+    rolled = [end for end in done.values() if end is not None]
+    raw_cut = min([now - raw_retention_s, *rolled])
+    for stream in TIME_TRIMMED:
+        removed[stream] = store.trim_before(device, stream, raw_cut)
+    for i, step in enumerate(STEPS):
+        if step not in keep:
+            continue
+        cut = now - keep[step]
+        later = STEPS[i + 1 :]
+        if later and done[later[0]] is not None:
+            cut = min(cut, done[later[0]])
+        removed[f"rollup:{step}"] = store.trim_rollups_before(device, step, cut)
+    return removed
+
+
+def _done_until(store: TelemetryStore, device: str, step: int) -> float | None:
+    """End of the last complete bucket written for a step (None: none yet)."""
+    last = store.last_rollup_ts(device, step)
+    return None if last is None else last + step

@@ -7,7 +7,9 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
+from collectors import store as _store
 from thoxdash.env import env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -40,7 +42,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env_list("THOXDASH_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+ALLOWED_HOSTS = env_list(
+    "THOXDASH_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env_list("THOXDASH_CSRF_TRUSTED_ORIGINS", [])
 PORT = env_int("THOXDASH_PORT", 8090, minimum=1, maximum=65535)
 EXTERNAL_URL = env_str("THOXDASH_EXTERNAL_URL", f"http://127.0.0.1:{PORT}")
@@ -89,7 +93,11 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_url("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}", ("sqlite", "postgres", "postgresql")),
+        env_url(
+            "DATABASE_URL",
+            f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+            ("sqlite", "postgres", "postgresql"),
+        ),
         conn_max_age=60,
     )
 }
@@ -111,6 +119,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = RUN_DIR / "static"
+
 
 def _plotly_dir() -> str:
     """Plotly's JS bundle ships inside the plotly Python package: serve it from there (no CDN)."""
@@ -150,6 +159,34 @@ CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}default"
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 RULES_INTERVAL_S = env_float("THOXDASH_RULES_INTERVAL_S", 1.0, minimum=0.1)
 ROLLUP_INTERVAL_S = env_float("THOXDASH_ROLLUP_INTERVAL_S", 60.0, minimum=1.0)
+# Beat sends the devices to the workers in batches of this many (one evaluate_batch task each: the
+# per-task and per-query overheads are paid once per batch); a batch not started within
+# RULES_EXPIRES_S is dropped (the next cycle evaluates those devices again) so backlogs do not grow.
+RULES_BATCH = env_int("THOXDASH_RULES_BATCH", 25, minimum=1, maximum=10_000)
+RULES_EXPIRES_S = env_float("THOXDASH_RULES_EXPIRES_S", 5.0, minimum=0.1)
+# Raw telemetry and request streams are trimmed by age at each rollup pass (the rollups cover longer
+# ranges); the count caps in collectors/store.py stay as a safety bound. Events are kept by count.
+RAW_RETENTION_S = env_float("THOXDASH_RAW_RETENTION_S", _store.RAW_RETENTION_S, minimum=900.0)
+# Rollup retention per step, "step:seconds" pairs: 10 s buckets serve the 1 h range, 60 s the 24 h
+# range, 600 s the 7 d range (each kept well beyond the range it serves).
+
+
+def _retention_pairs(name: str, default: list[str]) -> dict[int, float]:
+    out = {}
+    for item in env_list(name, default):
+        step, _, keep = item.partition(":")
+        try:
+            out[int(step)] = float(keep)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be step:seconds pairs like 10:86400,60:172800, got {item!r}"
+            ) from None
+    return out
+
+
+ROLLUP_RETENTION_S = _retention_pairs(
+    "THOXDASH_ROLLUP_RETENTION_S", [f"{k}:{v:g}" for k, v in _store.ROLLUP_RETENTION_S.items()]
+)
 
 # -- Canary speed checks (advisors/tasks_canary.py): off unless a runtime's config enables it ---
 CANARY_RUNTIMES = env_list("THOXDASH_CANARY_RUNTIMES", [])  # runtime names checked on every device
@@ -159,8 +196,11 @@ CANARY_TIMEOUT_S = env_float("THOXDASH_CANARY_TIMEOUT_S", 120.0, minimum=1.0)
 CANARY_PROMPT = env_str("THOXDASH_CANARY_PROMPT", "Say hello.")
 CANARY_MAX_TOKENS = env_int("THOXDASH_CANARY_MAX_TOKENS", 32, minimum=1, maximum=4096)
 CELERY_BEAT_SCHEDULE = {
-    "canary speed checks": {"task": "advisors.tasks_canary.speed_checks_due", "schedule": CANARY_TICK_S,
-                            "options": {"expires": CANARY_TICK_S}},
+    "canary speed checks": {
+        "task": "advisors.tasks_canary.speed_checks_due",
+        "schedule": CANARY_TICK_S,
+        "options": {"expires": CANARY_TICK_S},
+    },
 }
 
 # -- Agent, live view ------------------------------------------------------------------------
