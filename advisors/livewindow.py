@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from advisors.rules import Window
-from collectors.store import TelemetryStore, decode_entry
+from collectors.store import TelemetryStore, decode_entry, decode_state
 
 STREAMS = ("telemetry", "requests", "events")
 
@@ -57,7 +57,8 @@ class LiveWindows:
             for stream in STREAMS:
                 last = entry.last_ids.get(stream)
                 pipe.xrange(keys.stream(stream), f"({last}" if last else str(int((now - window_s) * 1000)), "+")
-            results = pipe.execute()
+            pipe.hgetall(keys.state)
+            *results, state_raw = pipe.execute()
             fresh = []
             for stream, entries in zip(STREAMS, results, strict=True):
                 # everything read is kept, even a record stamped a moment after `now` (written while
@@ -71,7 +72,7 @@ class LiveWindows:
                 window.add(record)
             window.now = now
             window.trim(now - window_s)
-            window.state = {**store.latest(device)["state"], **window.state}
+            window.state = {**decode_state(state_raw), **window.state}
             yield window
 
     def clear(self) -> None:

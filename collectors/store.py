@@ -166,6 +166,19 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
     return json.loads(fields["j"])
 
 
+def decode_state(raw: dict[str, str]) -> dict[str, Any]:
+    """A device's state hash (field -> JSON text) as values; text that is not JSON stays text."""
+    state: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k == "__ts":
+            continue
+        try:
+            state[k] = json.loads(v)
+        except ValueError:
+            state[k] = v
+    return state
+
+
 class TelemetryStore:
     """Write and read one Redis's device data. Cheap to construct; holds no state but the client."""
 
@@ -273,20 +286,13 @@ class TelemetryStore:
         pipe.hgetall(keys.state)
         raw, state_raw = pipe.execute()
         ts = raw.pop("__ts", None)
-        state_raw.pop("__ts", None)
         values = {}
         for k, v in raw.items():
             try:
                 values[k] = float(v)
             except ValueError:
                 continue
-        state = {}
-        for k, v in state_raw.items():
-            try:
-                state[k] = json.loads(v)
-            except ValueError:
-                state[k] = v
-        return {"ts": float(ts) if ts else None, "values": values, "state": state}
+        return {"ts": float(ts) if ts else None, "values": values, "state": decode_state(state_raw)}
 
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
