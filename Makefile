@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: setup run test lint demo browser tools clean
 
 setup: $(STAMP)
+	@$(PY) scripts/ensure_plotly.py
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -168,6 +168,8 @@ server)
       cd "$PREFIX" && runuser -u thoxdash -- "$PREFIX/.venv/bin/python" "$PREFIX/manage.py" "$@" )
   }
   run_manage migrate --noinput -v 0
+  # The Plotly partial bundle (pinned, sha512-checked; without network the full bundle is served).
+  "$PREFIX/.venv/bin/python" "$PREFIX/scripts/ensure_plotly.py" || true
   run_manage collectstatic --noinput -v 0
   run_manage ensure_admin
   # TLS: a self-signed certificate unless one is already there (replace with your CA's).

@@ -18,7 +18,8 @@
   var mode = cfg.range || "live", rangeS = cfg.live_window_s;
   var ws = null, retry = 1000, lastSample = 0, skew = 0, events = [], pending = null, flushTimer = null;
   var connected = false, drawing = false, renderGen = 0;
-  // plotly.min.js loads after this file: data is fetched while the bundle is parsed, drawn once ready
+  // both scripts are `defer` (in <head>), this one first: the data is fetched while the Plotly bundle
+  // downloads and runs, and drawn once it is ready (deferred scripts run before DOMContentLoaded)
   var plotlyReady = new Promise(function (resolve) {
     if (window.Plotly) resolve(); else document.addEventListener("DOMContentLoaded", resolve);
   });
