@@ -1,6 +1,6 @@
 """Added latency of the ThoxDash latency proxy vs nginx, in front of the same upstream.
 
-    .venv/bin/python bench/proxy_latency.py [--requests 500] [--rounds 3] [--gap-ms 5] [--redis URL]
+    .venv/bin/python -m bench.proxy_latency [--requests 500] [--rounds 3] [--runs 1] [--gap-ms 5] [--redis URL]
 
 Starts, on free loopback ports:
   - a minimal streaming upstream (Ollama-style NDJSON over chunked HTTP/1.1: a first chunk with
@@ -34,19 +34,44 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- the upstream: a tiny HTTP/1.1 server, run in its own process --------------------------
 
+
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 async def upstream_main(port: int, chunks: int, gap_s: float) -> None:
-    piece = json.dumps({"model": "bench", "created_at": "2026-11-23T12:00:00Z", "response": "tok",
-                        "done": False}).encode() + b"\n"
-    final = json.dumps({"model": "bench", "response": "", "done": True, "done_reason": "stop",
-                        "total_duration": 1_000_000, "load_duration": 10_000, "prompt_eval_count": 4,
-                        "prompt_eval_duration": 100_000, "eval_count": chunks + 1,
-                        "eval_duration": 800_000}).encode() + b"\n"
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")
+    piece = (
+        json.dumps(
+            {
+                "model": "bench",
+                "created_at": "2026-11-23T12:00:00Z",
+                "response": "tok",
+                "done": False,
+            }
+        ).encode()
+        + b"\n"
+    )
+    final = (
+        json.dumps(
+            {
+                "model": "bench",
+                "response": "",
+                "done": True,
+                "done_reason": "stop",
+                "total_duration": 1_000_000,
+                "load_duration": 10_000,
+                "prompt_eval_count": 4,
+                "prompt_eval_duration": 100_000,
+                "eval_count": chunks + 1,
+                "eval_duration": 800_000,
+            }
+        ).encode()
+        + b"\n"
+    )
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -82,8 +107,10 @@ BODY = json.dumps({"model": "bench", "prompt": "Say hello", "stream": True}).enc
 
 async def one_connection(port: int, n: int, out: list[tuple[float, float]]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = (b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY))
+    request = (
+        b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY)
+    )
     try:
         for _ in range(n):
             t0 = time.perf_counter()
@@ -114,6 +141,7 @@ async def load(port: int, concurrency: int, total: int) -> list[tuple[float, flo
 
 
 # -- orchestration ---------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -187,14 +215,23 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=500, help="requests per target per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--runs", type=int, default=1, help="repeat the whole measurement; print medians over runs"
+    )
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--chunks", type=int, default=3, help="chunks after the first")
-    parser.add_argument("--gap-ms", type=float, default=5.0,
-                        help="gap between upstream chunks (5 ms = 200 tok/s per stream, faster than any "
-                             "Jetson decodes; 0 = a saturation test of the proxy itself)")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=5.0,
+        help="gap between upstream chunks (5 ms = 200 tok/s per stream, faster than any "
+        "Jetson decodes; 0 = a saturation test of the proxy itself)",
+    )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument("--upstream-only", type=int, default=None, help=argparse.SUPPRESS)
@@ -207,37 +244,82 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     try:
         up, ng, px = free_port(), free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, __file__, "--upstream-only", str(up),
-                                       "--chunks", str(args.chunks), "--gap-ms", str(args.gap_ms)]))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--upstream-only",
+                    str(up),
+                    "--chunks",
+                    str(args.chunks),
+                    "--gap-ms",
+                    str(args.gap_ms),
+                ]
+            )
+        )
         wait_port(up, procs[-1], "upstream")
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / d).mkdir()
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=ng))
         procs.append(subprocess.Popen([args.nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]))
         wait_port(ng, procs[-1], "nginx")
-        env = {**os.environ, "THOXDASH_PROXY_SPILL": str(tmp / "spill"), "THOXDASH_LOG_LEVEL": "WARNING",
-               "THOXDASH_REDIS_PREFIX": os.environ.get("THOXDASH_REDIS_PREFIX", "thoxbench:")}
-        procs.append(subprocess.Popen([sys.executable, "-m", "collectors", "proxy", "--listen", f"127.0.0.1:{px}",
-                                       "--upstream", f"http://127.0.0.1:{up}", "--runtime", "ollama",
-                                       "--device", "bench", "--redis", args.redis], cwd=str(ROOT), env=env))
+        env = {
+            **os.environ,
+            "THOXDASH_PROXY_SPILL": str(tmp / "spill"),
+            "THOXDASH_LOG_LEVEL": "WARNING",
+            "THOXDASH_REDIS_PREFIX": os.environ.get("THOXDASH_REDIS_PREFIX", "thoxbench:"),
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "collectors",
+                    "proxy",
+                    "--listen",
+                    f"127.0.0.1:{px}",
+                    "--upstream",
+                    f"http://127.0.0.1:{up}",
+                    "--runtime",
+                    "ollama",
+                    "--device",
+                    "bench",
+                    "--redis",
+                    args.redis,
+                ],
+                cwd=str(ROOT),
+                env=env,
+            )
+        )
         wait_port(px, procs[-1], "thoxdash proxy")
         targets = {"direct": up, "nginx": ng, "thoxdash": px}
         pids = {"direct": procs[0].pid, "nginx": procs[1].pid, "thoxdash": procs[2].pid}
-        nginx_version = subprocess.run([args.nginx, "-v"], capture_output=True, text=True).stderr.strip()
-        print(f"upstream: {args.chunks + 2} NDJSON chunks, {args.gap_ms} ms apart; "
-              f"{args.rounds} rounds x {args.requests} requests per target; cpus={os.cpu_count()}; "
-              f"python {sys.version.split()[0]}; {nginx_version}")
-        for conc in (int(c) for c in args.concurrency.split(",")):
-            samples: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
-            for port in targets.values():  # warm-up: connections, caches
-                _run(load(port, conc, max(conc * 4, 200)))
-            cpu = dict.fromkeys(targets, 0.0)
-            for _ in range(args.rounds):
-                for name, port in targets.items():
-                    before = cpu_seconds(pids[name])
-                    samples[name] += _run(load(port, conc, args.requests))
-                    cpu[name] += cpu_seconds(pids[name]) - before
-            report(conc, samples, cpu)
+        nginx_version = subprocess.run(
+            [args.nginx, "-v"], capture_output=True, text=True
+        ).stderr.strip()
+        print(
+            f"upstream: {args.chunks + 2} NDJSON chunks, {args.gap_ms} ms apart; "
+            f"{args.rounds} rounds x {args.requests} requests per target; cpus={os.cpu_count()}; "
+            f"python {sys.version.split()[0]}; {nginx_version}"
+        )
+        figures: dict[int, list[dict[str, float]]] = {}
+        for run in range(args.runs):
+            if args.runs > 1:
+                print(f"\n=== run {run + 1} of {args.runs}")
+            for conc in (int(c) for c in args.concurrency.split(",")):
+                samples: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
+                for port in targets.values():  # warm-up: connections, caches
+                    _run(load(port, conc, max(conc * 4, 200)))
+                cpu = dict.fromkeys(targets, 0.0)
+                for _ in range(args.rounds):
+                    for name, port in targets.items():
+                        before = cpu_seconds(pids[name])
+                        samples[name] += _run(load(port, conc, args.requests))
+                        cpu[name] += cpu_seconds(pids[name]) - before
+                figures.setdefault(conc, []).append(report(conc, samples, cpu))
+        if args.runs > 1:
+            summary(figures)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -248,26 +330,64 @@ def main() -> int:
     return 0
 
 
-def report(conc: int, samples: dict[str, list[tuple[float, float]]], cpu: dict[str, float]) -> None:
+FIGURES = ("added p50", "added p99", "+ttft p50", "+ttft p99", "cpu us")
+
+
+def summary(figures: dict[int, list[dict[str, float]]]) -> None:
+    """Medians over the runs of each figure, and ThoxDash / nginx."""
+    print(f"\nmedians over {len(next(iter(figures.values())))} runs (ms; CPU in us per request)")
+    print(f"{'conc':>4} {'figure':<10} {'nginx':>8} {'thoxdash':>9} {'ratio':>6}")
+    for conc, runs in figures.items():
+        for fig in FIGURES:
+            ng = statistics.median(r[f"nginx {fig}"] for r in runs)
+            tx = statistics.median(r[f"thoxdash {fig}"] for r in runs)
+            ratio = f"{tx / ng:6.2f}" if ng > 0 else "     -"
+            print(f"{conc:>4} {fig:<10} {ng:8.3f} {tx:9.3f} {ratio}")
+
+
+def report(
+    conc: int, samples: dict[str, list[tuple[float, float]]], cpu: dict[str, float]
+) -> dict[str, float]:
+    """Print one measurement; return its figures per proxy (for `summary`)."""
+    out: dict[str, float] = {}
     ms = 1000.0
     base = samples["direct"]
     b_ttft = [s[0] for s in base]
     b_total = [s[1] for s in base]
     print(f"\nconcurrency {conc}  ({len(base)} requests per target)")
-    print(f"{'target':<10} {'ttft p50':>9} {'ttft p99':>9} {'total p50':>10} {'total p99':>10}"
-          f" | {'added p50':>9} {'added p99':>9} {'+ttft p50':>9} {'+ttft p99':>9}  (ms)")
+    print(
+        f"{'target':<10} {'ttft p50':>9} {'ttft p99':>9} {'total p50':>10} {'total p99':>10}"
+        f" | {'added p50':>9} {'added p99':>9} {'+ttft p50':>9} {'+ttft p99':>9}  (ms)"
+    )
     for name, vals in samples.items():
         ttft = [s[0] for s in vals]
         total = [s[1] for s in vals]
-        row = (f"{name:<10} {pct(ttft, .5) * ms:9.3f} {pct(ttft, .99) * ms:9.3f} "
-               f"{pct(total, .5) * ms:10.3f} {pct(total, .99) * ms:10.3f}")
+        row = (
+            f"{name:<10} {pct(ttft, 0.5) * ms:9.3f} {pct(ttft, 0.99) * ms:9.3f} "
+            f"{pct(total, 0.5) * ms:10.3f} {pct(total, 0.99) * ms:10.3f}"
+        )
         if name != "direct":
-            row += (f" | {(pct(total, .5) - pct(b_total, .5)) * ms:9.3f} {(pct(total, .99) - pct(b_total, .99)) * ms:9.3f}"
-                    f" {(pct(ttft, .5) - pct(b_ttft, .5)) * ms:9.3f} {(pct(ttft, .99) - pct(b_ttft, .99)) * ms:9.3f}")
+            out[f"{name} added p50"] = (pct(total, 0.5) - pct(b_total, 0.5)) * ms
+            out[f"{name} added p99"] = (pct(total, 0.99) - pct(b_total, 0.99)) * ms
+            out[f"{name} +ttft p50"] = (pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms
+            out[f"{name} +ttft p99"] = (pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms
+            out[f"{name} cpu us"] = cpu[name] / len(vals) * 1e6
+            row += (
+                f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f} {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
+                f" {(pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms:9.3f} {(pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms:9.3f}"
+            )
         print(row)
-    print("(mean total: " + ", ".join(f"{n} {statistics.fmean(s[1] for s in v) * ms:.3f}" for n, v in samples.items()) + " ms)")
-    print("(CPU per request, user+system: " + ", ".join(
-        f"{n} {cpu[n] / len(v) * 1e6:.0f} us" for n, v in samples.items()) + "; direct = the upstream itself)")
+    print(
+        "(mean total: "
+        + ", ".join(f"{n} {statistics.fmean(s[1] for s in v) * ms:.3f}" for n, v in samples.items())
+        + " ms)"
+    )
+    print(
+        "(CPU per request, user+system: "
+        + ", ".join(f"{n} {cpu[n] / len(v) * 1e6:.0f} us" for n, v in samples.items())
+        + "; direct = the upstream itself)"
+    )
+    return out
 
 
 def _run(coro):

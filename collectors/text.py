@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def is_uint(text: object) -> bool:
-    """True for a non-empty string of ASCII digits 0-9 only (or a non-negative int)."""
+    """True for a non-empty str or bytes of ASCII digits 0-9 only (or a non-negative int)."""
     if isinstance(text, int) and not isinstance(text, bool):
         return text >= 0
-    return isinstance(text, str) and text.isascii() and text.isdigit()
+    return isinstance(text, (str, bytes)) and text.isascii() and text.isdigit()

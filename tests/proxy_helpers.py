@@ -31,13 +31,22 @@ class Running:
         await asyncio.to_thread(self.publisher.stop)
 
 
-async def start_proxy(upstream_url: str, store: TelemetryStore | None, runtime: str = "ollama",
-                      **publisher_kw: Any) -> Running:
+async def start_proxy(
+    upstream_url: str, store: TelemetryStore | None, runtime: str = "ollama", **publisher_kw: Any
+) -> Running:
     loop = asyncio.get_running_loop()
     proxy = Proxy(upstream_url, runtime, DEVICE)
-    publisher = Publisher(store, DEVICE, runtime, interval=0.05, admission_interval=0.05,
-                          on_admission=lambda raw: loop.call_soon_threadsafe(proxy.set_limits, raw),
-                          gauges=proxy.gauges, build=proxy.build_records, **publisher_kw)
+    publisher = Publisher(
+        store,
+        DEVICE,
+        runtime,
+        interval=0.05,
+        admission_interval=0.05,
+        on_admission=lambda raw: loop.call_soon_threadsafe(proxy.set_limits, raw),
+        gauges=proxy.gauges,
+        build=proxy.build_records,
+        **publisher_kw,
+    )
     proxy.publisher = publisher
     runner = await serve(proxy, "127.0.0.1", 0)
     publisher.start()
@@ -45,7 +54,9 @@ async def start_proxy(upstream_url: str, store: TelemetryStore | None, runtime: 
     return Running(proxy, publisher, runner, f"http://{host}:{port}")
 
 
-async def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+async def wait_until(
+    cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+) -> Any:
     """Poll `cond` (sync, may block briefly) until truthy; generous bound, no fixed sleeps."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,12 +73,17 @@ def blocking(fn: Callable[[], Any]) -> Callable[[], Any]:
     return fn
 
 
-async def records_in_store(store: TelemetryStore, stream: str, n: int = 1,
-                           pred: Callable[[dict[str, Any]], bool] = lambda r: True) -> list[dict[str, Any]]:
+async def records_in_store(
+    store: TelemetryStore,
+    stream: str,
+    n: int = 1,
+    pred: Callable[[dict[str, Any]], bool] = lambda r: True,
+) -> list[dict[str, Any]]:
     @blocking
     def found() -> list[dict[str, Any]]:
         recs = [r for r in store.tail(DEVICE, stream, 1000) if pred(r)]
         return recs if len(recs) >= n else []
+
     return await wait_until(found, what=f"{n} {stream} record(s) in Redis")
 
 

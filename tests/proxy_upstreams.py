@@ -30,20 +30,34 @@ def sse(obj: Any) -> bytes:
 
 
 def ollama_final(model: str, load_ns: int = 5_000_000, eval_count: int = 3) -> dict[str, Any]:
-    return {"model": model, "created_at": "2026-11-23T12:00:00Z", "response": "", "done": True,
-            "done_reason": "stop", "total_duration": 600_000_000 + load_ns, "load_duration": load_ns,
-            "prompt_eval_count": 26, "prompt_eval_duration": 130_000_000,
-            "eval_count": eval_count, "eval_duration": 400_000_000}
+    return {
+        "model": model,
+        "created_at": "2026-11-23T12:00:00Z",
+        "response": "",
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 600_000_000 + load_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": 26,
+        "prompt_eval_duration": 130_000_000,
+        "eval_count": eval_count,
+        "eval_duration": 400_000_000,
+    }
 
 
 def openai_chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1763890000,
-            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1763890000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 @dataclass
 class Upstream:
-    sent: list[bytes] = field(default_factory=list)       # bodies of finished responses
+    sent: list[bytes] = field(default_factory=list)  # bodies of finished responses
     started: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # a held handler saw its client go
@@ -85,8 +99,9 @@ class Upstream:
             return await self._openai(request, model, payload)
         return web.json_response({"error": "not found"}, status=404)
 
-    async def _stream(self, request: web.BaseRequest, content_type: str,
-                      parts: list[bytes | float | str]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.BaseRequest, content_type: str, parts: list[bytes | float | str]
+    ) -> web.StreamResponse:
         """Write parts one chunk each; a float sleeps, "gate" waits for `release`."""
         resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)
@@ -111,54 +126,144 @@ class Upstream:
     async def _ollama(self, request: web.BaseRequest, model: str, chat: bool) -> web.StreamResponse:
         def piece(text: str) -> bytes:
             if chat:
-                return ndjson({"model": model, "message": {"role": "assistant", "content": text}, "done": False})
+                return ndjson(
+                    {
+                        "model": model,
+                        "message": {"role": "assistant", "content": text},
+                        "done": False,
+                    }
+                )
             return ndjson({"model": model, "response": text, "done": False})
 
         ct = "application/x-ndjson"
         final = ndjson(ollama_final(model))
         if model == "slow":
-            return await self._stream(request, ct, [SLOW_S, piece("Hel"), piece("lo"), piece("!"), final])
+            return await self._stream(
+                request, ct, [SLOW_S, piece("Hel"), piece("lo"), piece("!"), final]
+            )
         if model == "error":
-            return await self._stream(request, ct, [piece("Hel"), ndjson({"error": "llama runner process has terminated: exit status 2"})])
+            return await self._stream(
+                request,
+                ct,
+                [
+                    piece("Hel"),
+                    ndjson({"error": "llama runner process has terminated: exit status 2"}),
+                ],
+            )
         if model == "loading":
-            return await self._stream(request, ct, [piece("Hi"), ndjson(ollama_final(model, load_ns=3_500_000_000, eval_count=1))])
+            return await self._stream(
+                request,
+                ct,
+                [piece("Hi"), ndjson(ollama_final(model, load_ns=3_500_000_000, eval_count=1))],
+            )
         if model == "bad":
-            return await self._stream(request, ct, [
-                piece("ok"), b'{"model":"bad","response":"x","do', b'ne":false}\n',   # split mid-line
-                b"{not json}\n", b'{"response":"\xff\xfe broken utf-8"}\n',
-                b'{"response":"' + b"A" * (1_200_000) + b'"}\n',                     # oversized line
-                b"[1,2,3]\n", piece("!"), final])
+            return await self._stream(
+                request,
+                ct,
+                [
+                    piece("ok"),
+                    b'{"model":"bad","response":"x","do',
+                    b'ne":false}\n',  # split mid-line
+                    b"{not json}\n",
+                    b'{"response":"\xff\xfe broken utf-8"}\n',
+                    b'{"response":"' + b"A" * (1_200_000) + b'"}\n',  # oversized line
+                    b"[1,2,3]\n",
+                    piece("!"),
+                    final,
+                ],
+            )
         if model in ("hold", "gate"):
             return await self._stream(request, ct, [piece("Hel"), "gate", piece("lo"), final])
         return await self._stream(request, ct, [piece("Hel"), piece("lo"), piece("!"), final])
 
-    async def _ollama_control(self, request: web.BaseRequest, payload: dict[str, Any]) -> web.Response:
+    async def _ollama_control(
+        self, request: web.BaseRequest, payload: dict[str, Any]
+    ) -> web.Response:
         model = payload.get("model", "")
         if payload.get("keep_alive") == 0:
-            return web.json_response({"model": model, "created_at": "2026-11-23T12:00:00Z", "response": "",
-                                      "done": True, "done_reason": "unload"})
-        return web.json_response({"model": model, "created_at": "2026-11-23T12:00:00Z", "response": "",
-                                  "done": True, "done_reason": "load", "total_duration": 2_100_000_000,
-                                  "load_duration": 2_000_000_000})
+            return web.json_response(
+                {
+                    "model": model,
+                    "created_at": "2026-11-23T12:00:00Z",
+                    "response": "",
+                    "done": True,
+                    "done_reason": "unload",
+                }
+            )
+        return web.json_response(
+            {
+                "model": model,
+                "created_at": "2026-11-23T12:00:00Z",
+                "response": "",
+                "done": True,
+                "done_reason": "load",
+                "total_duration": 2_100_000_000,
+                "load_duration": 2_000_000_000,
+            }
+        )
 
-    async def _openai(self, request: web.BaseRequest, model: str, payload: dict[str, Any]) -> web.StreamResponse:
+    async def _openai(
+        self, request: web.BaseRequest, model: str, payload: dict[str, Any]
+    ) -> web.StreamResponse:
         if not payload.get("stream"):
-            return web.json_response({
-                "id": "chatcmpl-2", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-                "timings": {"cache_n": 4, "prompt_n": 8, "prompt_ms": 40.0, "predicted_n": 3, "predicted_ms": 60.0}})
+            return web.json_response(
+                {
+                    "id": "chatcmpl-2",
+                    "object": "chat.completion",
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Hello!"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+                    "timings": {
+                        "cache_n": 4,
+                        "prompt_n": 8,
+                        "prompt_ms": 40.0,
+                        "predicted_n": 3,
+                        "predicted_ms": 60.0,
+                    },
+                }
+            )
         ct = "text/event-stream"
         role = sse(openai_chunk(model, {"role": "assistant", "content": ""}))
         parts: list[bytes | float | str] = [role, b": ping\n\n"]
         if model == "slow":
             parts.append(SLOW_S)
-        parts += [sse(openai_chunk(model, {"content": "Hel"})), sse(openai_chunk(model, {"content": "lo"})),
-                  0.05, sse(openai_chunk(model, {"content": "!"})), sse(openai_chunk(model, {}, "stop"))]
+        parts += [
+            sse(openai_chunk(model, {"content": "Hel"})),
+            sse(openai_chunk(model, {"content": "lo"})),
+            0.05,
+            sse(openai_chunk(model, {"content": "!"})),
+            sse(openai_chunk(model, {}, "stop")),
+        ]
         if (payload.get("stream_options") or {}).get("include_usage"):
-            parts.append(sse({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model, "choices": [],
-                              "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}))
+            parts.append(
+                sse(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion.chunk",
+                        "model": model,
+                        "choices": [],
+                        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+                    }
+                )
+            )
         if model == "error":
-            parts = [role, sse({"error": {"code": 500, "message": "context shift failed", "type": "server_error"}})]
+            parts = [
+                role,
+                sse(
+                    {
+                        "error": {
+                            "code": 500,
+                            "message": "context shift failed",
+                            "type": "server_error",
+                        }
+                    }
+                ),
+            ]
         parts.append(sse("[DONE]"))
         return await self._stream(request, ct, parts)

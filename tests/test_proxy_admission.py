@@ -31,19 +31,29 @@ GEN = {"model": "hold", "prompt": "hi"}
 async def _set_limits(store, proxied, scope, limits):
     await asyncio.to_thread(store.set_admission, DEVICE, scope, limits)
     want = Limits.parse(limits) if limits is not None else None
-    await wait_until(lambda: proxied.proxy.admission.limits.get(scope) == want, what=f"limits {scope} applied")
+    await wait_until(
+        lambda: proxied.proxy.admission.limits.get(scope) == want, what=f"limits {scope} applied"
+    )
 
 
-async def test_over_the_limit_ollama_gets_503_openai_gets_429_with_retry_after(proxied, upstream, store):
-    await _set_limits(store, proxied, "ollama", {"max_concurrency": 1, "max_queue": 0, "retry_after_s": 7})
+async def test_over_the_limit_ollama_gets_503_openai_gets_429_with_retry_after(
+    proxied, upstream, store
+):
+    await _set_limits(
+        store, proxied, "ollama", {"max_concurrency": 1, "max_queue": 0, "retry_after_s": 7}
+    )
     async with client() as s:
         held = await s.post(proxied.url + "/api/generate", json=GEN)
         await asyncio.wait_for(upstream.started.wait(), 10)
-        async with s.post(proxied.url + "/api/generate", json={"model": "x", "prompt": "hi"}) as resp:
+        async with s.post(
+            proxied.url + "/api/generate", json={"model": "x", "prompt": "hi"}
+        ) as resp:
             assert resp.status == 503 and resp.headers["Retry-After"] == "7"
             assert (await resp.json())["error"].startswith("server busy")
-        async with s.post(proxied.url + "/v1/chat/completions",
-                          json={"model": "x", "stream": True, "messages": []}) as resp:
+        async with s.post(
+            proxied.url + "/v1/chat/completions",
+            json={"model": "x", "stream": True, "messages": []},
+        ) as resp:
             assert resp.status == 429 and resp.headers["Retry-After"] == "7"
             assert (await resp.json())["error"]["type"] == "rate_limit_exceeded"
         upstream.release.set()
@@ -62,8 +72,13 @@ async def test_high_priority_waits_for_a_slot_instead_of_being_refused(proxied, 
     async with client() as s:
         held = await s.post(proxied.url + "/api/generate", json=GEN)
         await asyncio.wait_for(upstream.started.wait(), 10)
-        high = asyncio.create_task(s.post(proxied.url + "/api/generate", json={"model": "fine", "prompt": "x"},
-                                          headers={"X-Thoxdash-Priority": "high"}))
+        high = asyncio.create_task(
+            s.post(
+                proxied.url + "/api/generate",
+                json={"model": "fine", "prompt": "x"},
+                headers={"X-Thoxdash-Priority": "high"},
+            )
+        )
         await wait_until(lambda: proxied.proxy.admission.waiting() == 1, what="high request queued")
         assert not high.done()
         upstream.release.set()
@@ -82,7 +97,9 @@ async def test_limits_change_at_run_time_without_restart(proxied, upstream, stor
         await asyncio.wait_for(upstream.started.wait(), 10)
         async with s.post(proxied.url + "/api/generate", json=GEN) as resp:
             assert resp.status == 503  # same model: over its limit
-        async with s.post(proxied.url + "/api/generate", json={"model": "other", "prompt": "x"}) as resp:
+        async with s.post(
+            proxied.url + "/api/generate", json={"model": "other", "prompt": "x"}
+        ) as resp:
             assert resp.status == 200  # another model is not limited
         await _set_limits(store, proxied, "ollama/hold", None)
         second = asyncio.create_task(s.post(proxied.url + "/api/generate", json=GEN))
@@ -94,15 +111,24 @@ async def test_limits_change_at_run_time_without_restart(proxied, upstream, stor
 
 
 async def test_queue_timeout_rejects_a_waiting_request(proxied, upstream, store):
-    await _set_limits(store, proxied, "ollama", {"max_concurrency": 1, "max_queue": 5, "queue_timeout_s": 0.2})
+    await _set_limits(
+        store, proxied, "ollama", {"max_concurrency": 1, "max_queue": 5, "queue_timeout_s": 0.2}
+    )
     async with client() as s:
         held = await s.post(proxied.url + "/api/generate", json=GEN)
         await asyncio.wait_for(upstream.started.wait(), 10)
-        async with s.post(proxied.url + "/api/generate", json={"model": "x", "prompt": "y"}) as resp:
+        async with s.post(
+            proxied.url + "/api/generate", json={"model": "x", "prompt": "y"}
+        ) as resp:
             assert resp.status == 503
         upstream.release.set()
         await held.read()
-    recs = await records_in_store(store, "requests", n=2, pred=lambda r: r["request"].get("rejected") or r["request"]["model"] == "hold")
+    recs = await records_in_store(
+        store,
+        "requests",
+        n=2,
+        pred=lambda r: r["request"].get("rejected") or r["request"]["model"] == "hold",
+    )
     rejected = [r["request"] for r in recs if r["request"].get("rejected")][0]
     assert rejected["error"] == "queue timeout" and rejected["admission_wait_s"] >= 0.2
 
@@ -120,8 +146,16 @@ async def test_waiters_are_served_by_priority_then_arrival():
         await asyncio.sleep(0)
         ticket.release()
 
-    tasks = [asyncio.create_task(want(n, p)) for n, p in
-             [("low1", "low"), ("normal1", "normal"), ("high1", "high"), ("low2", "low"), ("high2", "high")]]
+    tasks = [
+        asyncio.create_task(want(n, p))
+        for n, p in [
+            ("low1", "low"),
+            ("normal1", "normal"),
+            ("high1", "high"),
+            ("low2", "low"),
+            ("high2", "high"),
+        ]
+    ]
     await wait_until(lambda: adm.waiting() == 5, what="five waiters")
     first.release()
     await asyncio.gather(*tasks)
@@ -147,7 +181,14 @@ async def test_cancelled_waiter_gives_back_nothing_and_leaves_the_queue():
 
 
 def test_bad_limit_values_fall_back_to_defaults():
-    limits = Limits.parse({"max_concurrency": "two", "max_queue": -1, "retry_after_s": 3, "default_priority": "urgent"})
+    limits = Limits.parse(
+        {
+            "max_concurrency": "two",
+            "max_queue": -1,
+            "retry_after_s": 3,
+            "default_priority": "urgent",
+        }
+    )
     assert limits.max_concurrency == float("inf") and limits.max_queue == float("inf")
     assert limits.retry_after_s == 3 and limits.default_priority == "normal"
     assert Limits.parse("nonsense") == Limits()

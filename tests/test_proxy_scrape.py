@@ -53,7 +53,9 @@ def server():
     s.stop()
 
 
-def llamacpp_metrics(prompt_n: int, prompt_s: float, pred_n: int, pred_s: float, busy: int, deferred: int) -> str:
+def llamacpp_metrics(
+    prompt_n: int, prompt_s: float, pred_n: int, pred_s: float, busy: int, deferred: int
+) -> str:
     return f"""# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
 # TYPE llamacpp:prompt_tokens_total counter
 llamacpp:prompt_tokens_total {prompt_n}
@@ -79,42 +81,54 @@ llamacpp:requests_deferred {deferred}
 
 
 def histogram(name: str, label: str, model: str, count: int, total: float) -> str:
-    return (f"# HELP {name} x\n# TYPE {name} histogram\n"
-            f'{name}_bucket{{le="0.1",{label}="{model}"}} {count // 2}\n'
-            f'{name}_bucket{{le="+Inf",{label}="{model}"}} {count}\n'
-            f'{name}_count{{{label}="{model}"}} {count}\n'
-            f'{name}_sum{{{label}="{model}"}} {total}\n')
+    return (
+        f"# HELP {name} x\n# TYPE {name} histogram\n"
+        f'{name}_bucket{{le="0.1",{label}="{model}"}} {count // 2}\n'
+        f'{name}_bucket{{le="+Inf",{label}="{model}"}} {count}\n'
+        f'{name}_count{{{label}="{model}"}} {count}\n'
+        f'{name}_sum{{{label}="{model}"}} {total}\n'
+    )
 
 
 def test_llamacpp_metrics_give_decode_and_prompt_rates(server):
-    src = LatencyScrapeSource(url=server.url, kind="llamacpp", runtime="llama-server", model="qwen3-4b")
+    src = LatencyScrapeSource(
+        url=server.url, kind="llamacpp", runtime="llama-server", model="qwen3-4b"
+    )
     assert src.available()
     server.set("/metrics", llamacpp_metrics(100, 0.5, 200, 10.0, 1, 0))
     (first,) = src.collect(1.0)
-    assert first["values"] == {'requests_running{runtime="llama-server"}': 1.0,
-                               'requests_waiting{runtime="llama-server"}': 0.0,
-                               'latency_scrape_up{runtime="llama-server"}': 1.0}  # baseline only
+    assert first["values"] == {
+        'requests_running{runtime="llama-server"}': 1.0,
+        'requests_waiting{runtime="llama-server"}': 0.0,
+        'latency_scrape_up{runtime="llama-server"}': 1.0,
+    }  # baseline only
     server.set("/metrics", llamacpp_metrics(300, 1.5, 500, 20.0, 2, 3))
     (second,) = src.collect(2.0)
     v = second["values"]
-    assert v['request_decode_tokens_per_second{model="qwen3-4b",runtime="llama-server"}'] == pytest.approx(30.0)
-    assert v['request_prompt_tokens_per_second{model="qwen3-4b",runtime="llama-server"}'] == pytest.approx(200.0)
+    assert v[
+        'request_decode_tokens_per_second{model="qwen3-4b",runtime="llama-server"}'
+    ] == pytest.approx(30.0)
+    assert v[
+        'request_prompt_tokens_per_second{model="qwen3-4b",runtime="llama-server"}'
+    ] == pytest.approx(200.0)
     assert v['requests_waiting{runtime="llama-server"}'] == 3.0
 
 
 def vllm_metrics(n: int, ttft: float, e2e: float, queue: float, itl_n: int, itl: float) -> str:
     m = "Qwen/Qwen3-4B"
-    return (histogram("vllm:time_to_first_token_seconds", "model_name", m, n, ttft)
-            + histogram("vllm:e2e_request_latency_seconds", "model_name", m, n, e2e)
-            + histogram("vllm:request_queue_time_seconds", "model_name", m, n, queue)
-            + histogram("vllm:inter_token_latency_seconds", "model_name", m, itl_n, itl)
-            + f'# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\n'
-              f'vllm:num_requests_running{{engine="0",model_name="{m}"}} 4\n'
-              f'# HELP vllm:num_requests_waiting x\n# TYPE vllm:num_requests_waiting gauge\n'
-              f'vllm:num_requests_waiting{{engine="0",model_name="{m}"}} 1\n'
-              f'# HELP vllm:request_success_total x\n# TYPE vllm:request_success_total counter\n'
-              f'vllm:request_success_total{{engine="0",finished_reason="stop",model_name="{m}"}} {n - 1}\n'
-              f'vllm:request_success_total{{engine="0",finished_reason="length",model_name="{m}"}} 1\n')
+    return (
+        histogram("vllm:time_to_first_token_seconds", "model_name", m, n, ttft)
+        + histogram("vllm:e2e_request_latency_seconds", "model_name", m, n, e2e)
+        + histogram("vllm:request_queue_time_seconds", "model_name", m, n, queue)
+        + histogram("vllm:inter_token_latency_seconds", "model_name", m, itl_n, itl)
+        + f"# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\n"
+        f'vllm:num_requests_running{{engine="0",model_name="{m}"}} 4\n'
+        f"# HELP vllm:num_requests_waiting x\n# TYPE vllm:num_requests_waiting gauge\n"
+        f'vllm:num_requests_waiting{{engine="0",model_name="{m}"}} 1\n'
+        f"# HELP vllm:request_success_total x\n# TYPE vllm:request_success_total counter\n"
+        f'vllm:request_success_total{{engine="0",finished_reason="stop",model_name="{m}"}} {n - 1}\n'
+        f'vllm:request_success_total{{engine="0",finished_reason="length",model_name="{m}"}} 1\n'
+    )
 
 
 def test_vllm_histograms_become_interval_means(server):
@@ -135,22 +149,45 @@ def test_vllm_histograms_become_interval_means(server):
 def triton_stats(success: tuple[int, int], queue: tuple[int, int], infer: tuple[int, int]) -> str:
     def stat(c: tuple[int, int]) -> dict[str, int]:
         return {"count": c[0], "ns": c[1]}
-    return json.dumps({"model_stats": [{
-        "name": "yolo26n", "version": "1", "last_inference": 1763890000000, "inference_count": success[0],
-        "execution_count": success[0], "inference_stats": {
-            "success": stat(success), "fail": stat((0, 0)), "queue": stat(queue),
-            "compute_input": stat((success[0], 1000)), "compute_infer": stat(infer),
-            "compute_output": stat((success[0], 1000))},
-        "batch_stats": [], "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 12345678}]}]})
+
+    return json.dumps(
+        {
+            "model_stats": [
+                {
+                    "name": "yolo26n",
+                    "version": "1",
+                    "last_inference": 1763890000000,
+                    "inference_count": success[0],
+                    "execution_count": success[0],
+                    "inference_stats": {
+                        "success": stat(success),
+                        "fail": stat((0, 0)),
+                        "queue": stat(queue),
+                        "compute_input": stat((success[0], 1000)),
+                        "compute_infer": stat(infer),
+                        "compute_output": stat((success[0], 1000)),
+                    },
+                    "batch_stats": [],
+                    "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 12345678}],
+                }
+            ]
+        }
+    )
 
 
 def test_triton_stats_give_queue_compute_and_total_means(server):
     src = LatencyScrapeSource(url=server.url, kind="triton")
-    server.set("/v2/models/stats", triton_stats((100, 2_000_000_000), (100, 100_000_000), (100, 1_500_000_000)),
-               "application/json")
+    server.set(
+        "/v2/models/stats",
+        triton_stats((100, 2_000_000_000), (100, 100_000_000), (100, 1_500_000_000)),
+        "application/json",
+    )
     src.collect(1.0)
-    server.set("/v2/models/stats", triton_stats((150, 3_250_000_000), (150, 125_000_000), (150, 2_500_000_000)),
-               "application/json")
+    server.set(
+        "/v2/models/stats",
+        triton_stats((150, 3_250_000_000), (150, 125_000_000), (150, 2_500_000_000)),
+        "application/json",
+    )
     v = src.collect(2.0)[0]["values"]
     labels = '{model="yolo26n",runtime="triton"}'
     assert v[f"request_total_seconds{labels}"] == pytest.approx(0.025)
@@ -164,11 +201,19 @@ def test_tensorrt_llm_prometheus_and_iteration_stats(server):
     m = "llama-3.1-8b"
 
     def prom(n: int, ttft: float, queue: float) -> str:
-        return (histogram("trtllm_time_to_first_token_seconds", "model_name", m, n, ttft)
-                + histogram("trtllm_request_queue_time_seconds", "model_name", m, n, queue))
+        return histogram(
+            "trtllm_time_to_first_token_seconds", "model_name", m, n, ttft
+        ) + histogram("trtllm_request_queue_time_seconds", "model_name", m, n, queue)
 
-    iters = [{"iterLatencyMS": 12.0, "numActiveRequests": 3, "gpuMemUsage": 1 << 30},
-             {"iterLatencyMS": 14.0, "numActiveRequests": 2, "numQueuedRequests": 5, "gpuMemUsage": 1 << 30}]
+    iters = [
+        {"iterLatencyMS": 12.0, "numActiveRequests": 3, "gpuMemUsage": 1 << 30},
+        {
+            "iterLatencyMS": 14.0,
+            "numActiveRequests": 2,
+            "numQueuedRequests": 5,
+            "gpuMemUsage": 1 << 30,
+        },
+    ]
     server.set("/prometheus/metrics", prom(2, 0.2, 0.02))
     server.set("/metrics", json.dumps(iters), "application/json")
     src.collect(1.0)
@@ -176,7 +221,10 @@ def test_tensorrt_llm_prometheus_and_iteration_stats(server):
     v = src.collect(2.0)[0]["values"]
     assert v[f'request_ttft_seconds{{model="{m}",runtime="tensorrt_llm"}}'] == pytest.approx(0.2)
     assert v[f'request_queue_seconds{{model="{m}",runtime="tensorrt_llm"}}'] == pytest.approx(0.02)
-    assert v['requests_running{runtime="tensorrt_llm"}'] == 2 and v['requests_waiting{runtime="tensorrt_llm"}'] == 5
+    assert (
+        v['requests_running{runtime="tensorrt_llm"}'] == 2
+        and v['requests_waiting{runtime="tensorrt_llm"}'] == 5
+    )
     assert v['runtime_iteration_seconds{runtime="tensorrt_llm"}'] == pytest.approx(0.013)
 
 
@@ -195,10 +243,34 @@ def test_failures_are_data_and_reset_the_baseline(server):
 
 def test_sources_come_from_the_runtimes_config(tmp_path, monkeypatch):
     cfg = tmp_path / "runtimes.json"
-    cfg.write_text(json.dumps({"runtimes": [
-        {"name": "llama", "kind": "llamacpp", "url": "http://127.0.0.1:8080", "scrape_latency": True, "model": "q"},
-        {"name": "vllm", "kind": "vllm", "url": "http://127.0.0.1:8000"},
-        {"name": "ollama", "kind": "ollama", "url": "http://127.0.0.1:11434", "scrape_latency": True}]}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "runtimes": [
+                    {
+                        "name": "llama",
+                        "kind": "llamacpp",
+                        "url": "http://127.0.0.1:8080",
+                        "scrape_latency": True,
+                        "model": "q",
+                    },
+                    {"name": "vllm", "kind": "vllm", "url": "http://127.0.0.1:8000"},
+                    {
+                        "name": "ollama",
+                        "kind": "ollama",
+                        "url": "http://127.0.0.1:11434",
+                        "scrape_latency": True,
+                    },
+                ]
+            }
+        )
+    )
     monkeypatch.setenv("THOXDASH_AGENT_RUNTIMES", str(cfg))
     (src,) = latency_sources(tmp_path, lambda name: 5.0)
-    assert (src.kind, src.runtime, src.model, src.interval, src.name) == ("llamacpp", "llama", "q", 5.0, "latency_scrape:llama")
+    assert (src.kind, src.runtime, src.model, src.interval, src.name) == (
+        "llamacpp",
+        "llama",
+        "q",
+        5.0,
+        "latency_scrape:llama",
+    )

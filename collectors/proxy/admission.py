@@ -48,8 +48,12 @@ class Limits:
         if not isinstance(raw, dict):
             return cls()
         kwargs: dict[str, Any] = {}
-        for name, minimum in (("max_concurrency", 0), ("max_queue", 0), ("retry_after_s", 0),
-                              ("queue_timeout_s", 0)):
+        for name, minimum in (
+            ("max_concurrency", 0),
+            ("max_queue", 0),
+            ("retry_after_s", 0),
+            ("queue_timeout_s", 0),
+        ):
             value = raw.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum:
                 kwargs[name] = float(value)
@@ -71,8 +75,11 @@ class Gate:
     waiters: list[tuple[int, int, asyncio.Future[bool]]] = field(default_factory=list)
 
     def waiting(self, rejectable_only: bool = False) -> int:
-        return sum(1 for rank, _, fut in self.waiters
-                   if not fut.done() and (not rejectable_only or rank > 0))
+        return sum(
+            1
+            for rank, _, fut in self.waiters
+            if not fut.done() and (not rejectable_only or rank > 0)
+        )
 
 
 @dataclass
@@ -107,8 +114,11 @@ class Admission:
     def update(self, raw: dict[str, Any]) -> None:
         """Replace every limit (the whole admission hash, as read from the store)."""
         prefix = f"{self.runtime}/"
-        self.limits = {scope: Limits.parse(value) for scope, value in (raw or {}).items()
-                       if scope == self.runtime or scope.startswith(prefix)}
+        self.limits = {
+            scope: Limits.parse(value)
+            for scope, value in (raw or {}).items()
+            if scope == self.runtime or scope.startswith(prefix)
+        }
         for gate in self.gates.values():
             self._pump(gate)
 
@@ -136,15 +146,34 @@ class Admission:
         return sum(g.waiting() for g in self.gates.values())
 
     # -- the gate --------------------------------------------------------------------------
+    def try_acquire(self, model: str | None, priority: str | None) -> Ticket | None:
+        """A slot at once when one is free and nobody waits (no side effect otherwise): the
+        proxy's synchronous fast path. None: call `acquire` (which waits or rejects)."""
+        scope = self.scope_for(model)
+        limits = self._limits(scope)
+        gate = self._gate(scope)
+        if gate.active < limits.max_concurrency and (
+            not gate.waiters or not any(not f.done() for _, _, f in gate.waiters)
+        ):
+            gate.active += 1
+            return Ticket(
+                gate,
+                self,
+                0.0,
+                priority if priority in PRIORITIES else limits.default_priority,
+                scope,
+            )
+        return None
+
     async def acquire(self, model: str | None, priority: str | None) -> Ticket:
+        ticket = self.try_acquire(model, priority)
+        if ticket is not None:
+            return ticket
         scope = self.scope_for(model)
         limits = self._limits(scope)
         prio = priority if priority in PRIORITIES else limits.default_priority
         rank = PRIORITIES[prio]
         gate = self._gate(scope)
-        if gate.active < limits.max_concurrency and not any(not f.done() for _, _, f in gate.waiters):
-            gate.active += 1
-            return Ticket(gate, self, 0.0, prio, scope)
         if rank > 0 and gate.waiting(rejectable_only=True) >= limits.max_queue:
             return self._reject(prio, scope, limits, 0.0, "queue full")
         loop = asyncio.get_running_loop()
@@ -163,14 +192,23 @@ class Admission:
             self._drop_done(gate)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            return self._reject(prio, scope, self._limits(scope), time.perf_counter() - started,
-                                "queue timeout")
+            return self._reject(
+                prio, scope, self._limits(scope), time.perf_counter() - started, "queue timeout"
+            )
         return Ticket(gate, self, time.perf_counter() - started, prio, scope)
 
     def _reject(self, prio: str, scope: str, limits: Limits, waited: float, reason: str) -> Ticket:
         self.rejected_total += 1
-        return Ticket(None, None, waited, prio, scope, rejected=True,
-                      retry_after_s=limits.retry_after_s, reason=reason)
+        return Ticket(
+            None,
+            None,
+            waited,
+            prio,
+            scope,
+            rejected=True,
+            retry_after_s=limits.retry_after_s,
+            reason=reason,
+        )
 
     def _pump(self, gate: Gate) -> None:
         limits = self._limits(gate.scope)

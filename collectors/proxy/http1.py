@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from collectors.text import is_uint
-
 MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
 
@@ -22,43 +20,61 @@ class HttpError(ValueError):
         self.status = status
 
 
+_NO_TOKENS: frozenset[bytes] = frozenset()
+
+
 @dataclass
 class Head:
-    first: bytes                                          # request line or status line
-    lines: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)  # (lower name, value, raw line)
+    first: bytes  # request line or status line
+    lines: list[tuple[bytes, bytes, bytes]] = field(
+        default_factory=list
+    )  # (lower name, value, raw line)
+    index: dict[bytes, list[bytes]] = field(default_factory=dict)  # lower name -> values
+
+    def __post_init__(self) -> None:
+        if self.lines and not self.index:
+            for lname, value, _ in self.lines:
+                self.index.setdefault(lname, []).append(value)
 
     def get(self, name: bytes) -> bytes | None:
-        for lname, value, _ in self.lines:
-            if lname == name:
-                return value
-        return None
+        values = self.index.get(name)
+        return values[0] if values else None
 
     def values(self, name: bytes) -> list[bytes]:
-        return [value for lname, value, _ in self.lines if lname == name]
+        return self.index.get(name) or []
 
-    def tokens(self, name: bytes) -> set[bytes]:
-        out: set[bytes] = set()
-        for value in self.values(name):
-            out.update(t.strip().lower() for t in value.split(b","))
-        return out
+    def tokens(self, name: bytes) -> frozenset[bytes]:
+        values = self.index.get(name)
+        if not values:
+            return _NO_TOKENS
+        return frozenset(t.strip().lower() for value in values for t in value.split(b","))
 
 
 def parse_head(raw: bytes) -> Head:
     lines = raw.split(b"\r\n")
-    head = Head(lines[0])
+    parsed: list[tuple[bytes, bytes, bytes]] = []
+    index: dict[bytes, list[bytes]] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip() or b" " in name:
             raise HttpError(f"malformed header line {line[:60]!r}")
-        head.lines.append((name.lower(), value.strip(), line))
-    return head
+        lname = name.lower()
+        value = value.strip()
+        parsed.append((lname, value, line))
+        values = index.get(lname)
+        if values is None:
+            index[lname] = [value]
+        else:
+            values.append(value)
+    return Head(lines[0], parsed, index)
 
 
 def content_length(head: Head) -> int | None:
     values = head.values(b"content-length")
     if not values:
         return None
-    if len(set(values)) != 1 or not is_uint(values[0]):
+    # bytes.isdigit() is ASCII-only (str.isdigit would take "¹" or "٣")
+    if len(set(values)) != 1 or not values[0].isdigit():
         raise HttpError("bad Content-Length")
     return int(values[0])
 
@@ -103,7 +119,7 @@ class ChunkedBody:
         while pos < n:
             if self.state == self.DATA:
                 take = min(self.remaining, n - pos)
-                out.append(buf[pos:pos + take])
+                out.append(buf[pos : pos + take])
                 pos += take
                 self.remaining -= take
                 if self.remaining:
@@ -126,9 +142,9 @@ class ChunkedBody:
                 if size == 0:
                     self.state = self.TRAILER
                 elif pos + size + 2 <= n:  # the whole chunk is here: take it in one step
-                    if buf[pos + size:pos + size + 2] != b"\r\n":
+                    if buf[pos + size : pos + size + 2] != b"\r\n":
                         raise HttpError("chunk not followed by CRLF", 502)
-                    out.append(buf[pos:pos + size])
+                    out.append(buf[pos : pos + size])
                     pos += size + 2
                 else:
                     self.remaining = size
@@ -136,7 +152,7 @@ class ChunkedBody:
             elif self.state == self.CRLF:
                 if n - pos < 2:
                     break
-                if buf[pos:pos + 2] != b"\r\n":
+                if buf[pos : pos + 2] != b"\r\n":
                     raise HttpError("chunk not followed by CRLF", 502)
                 pos += 2
                 self.state = self.SIZE

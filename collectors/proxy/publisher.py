@@ -25,12 +25,18 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    def __init__(self, store: TelemetryStore | None, device: str, runtime: str,
-                 buffer: OutboxBuffer | None = None, interval: float = 0.5,
-                 admission_interval: float = 1.0,
-                 on_admission: Callable[[dict[str, Any]], None] | None = None,
-                 gauges: Callable[[], dict[str, float]] | None = None,
-                 build: Callable[[Any], list[dict[str, Any]]] | None = None):
+    def __init__(
+        self,
+        store: TelemetryStore | None,
+        device: str,
+        runtime: str,
+        buffer: OutboxBuffer | None = None,
+        interval: float = 0.5,
+        admission_interval: float = 1.0,
+        on_admission: Callable[[dict[str, Any]], None] | None = None,
+        gauges: Callable[[], dict[str, float]] | None = None,
+        build: Callable[[Any], list[dict[str, Any]]] | None = None,
+    ):
         self.store = store
         self.device = device
         self.runtime = runtime
@@ -86,8 +92,13 @@ class Publisher:
         requests = [r["request"] for r in records if "request" in r]
         gauges = self.gauges() if self.gauges is not None else {}
         if requests or gauges:
-            records.append({"ts": now, "source": "proxy",
-                            "values": {**gauges, **latency_values(self.runtime, requests)}})
+            records.append(
+                {
+                    "ts": now,
+                    "source": "proxy",
+                    "values": {**gauges, **latency_values(self.runtime, requests)},
+                }
+            )
         self.buffer.add(records)
         if self.store is None:
             return
@@ -96,7 +107,9 @@ class Publisher:
                 self.store.register_device(self.device)
                 self._registered = True
             if len(self.buffer):
-                self.published += self.buffer.flush(lambda chunk: self.store.publish(self.device, chunk))
+                self.published += self.buffer.flush(
+                    lambda chunk: self.store.publish(self.device, chunk)
+                )
             if self.on_admission is not None and (now >= self._next_admission or final):
                 self._next_admission = now + self.admission_interval
                 if not final:
@@ -106,5 +119,7 @@ class Publisher:
             self.redis_ok = True
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if self.redis_ok is not False:
-                log.warning("redis unavailable, buffering records (%d so far): %s", len(self.buffer), exc)
+                log.warning(
+                    "redis unavailable, buffering records (%d so far): %s", len(self.buffer), exc
+                )
             self.redis_ok = False

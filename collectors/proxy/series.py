@@ -39,10 +39,15 @@ def latency_values(runtime: str, requests: list[dict[str, Any]]) -> dict[str, fl
             nums = [r[field] for r in reqs if isinstance(r.get(field), (int, float))]
             if nums:
                 out[series_key(name, **labels)] = sum(nums) / len(nums)
-        for tok, secs, name in (("completion_tokens", "completion_s", DECODE_TPS),
-                                ("prompt_tokens", "prompt_s", PROMPT_TPS)):
-            pairs = [(r[tok], r[secs]) for r in reqs
-                     if isinstance(r.get(tok), (int, float)) and isinstance(r.get(secs), (int, float))]
+        for tok, secs, name in (
+            ("completion_tokens", "completion_s", DECODE_TPS),
+            ("prompt_tokens", "prompt_s", PROMPT_TPS),
+        ):
+            pairs = [
+                (r[tok], r[secs])
+                for r in reqs
+                if isinstance(r.get(tok), (int, float)) and isinstance(r.get(secs), (int, float))
+            ]
             total_s = sum(s for _, s in pairs)
             if total_s > 0:
                 out[series_key(name, **labels)] = sum(t for t, _ in pairs) / total_s

@@ -10,11 +10,17 @@ runtime's own timings) and a long `load_duration` a `model_loaded` event. Admiss
 
 Built on asyncio protocols (uvloop when installed) rather than a web framework: the proxy has to
 stay within a fraction of a millisecond of calling the runtime directly (bench/proxy_latency.py).
-Parsing and publishing can fail; serving does not.
+Parsing and publishing can fail; serving does not. The event loop does as little as it can per
+request: one that can go at once (an admission slot free, a kept-alive upstream connection idle)
+is forwarded from the socket callback that completed it, with no task hop first; response bodies
+are only noted (chunks and their arrival times) and parsed later, with the record built, in the
+publisher thread after the last byte has gone to the client.
 
 Environment: THOXDASH_PROXY_PUBLISH_S (0.5), THOXDASH_PROXY_ADMISSION_S (how often limits are
 re-read, 1.0), THOXDASH_PROXY_LOAD_EVENT_S (load_duration that counts as a model load, 1.0),
-THOXDASH_PROXY_SPILL (outage spill folder, .run/proxy-spill), THOXDASH_REDIS_PREFIX.
+THOXDASH_PROXY_SPILL (outage spill folder, .run/proxy-spill), THOXDASH_REDIS_PREFIX,
+THOXDASH_PROXY_SWITCH_S (the interpreter's thread switch interval, 0.0005: how long the publisher
+thread may hold the event loop off).
 Clients may send X-Thoxdash-Priority: high|normal|low (not forwarded).
 """
 
@@ -32,6 +38,7 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,19 +66,38 @@ from collectors.text import is_uint
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-                        b"trailer", b"trailers", b"transfer-encoding", b"upgrade", b"proxy-connection"))
+HOP_BY_HOP = frozenset(
+    (
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+    )
+)
 PRIORITY_HEADER = b"x-thoxdash-priority"
 DROP_REQUEST = HOP_BY_HOP | {b"host", b"content-length", b"expect", PRIORITY_HEADER}
-REASONS = {400: b"Bad Request", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
-           502: b"Bad Gateway", 503: b"Service Unavailable", 505: b"HTTP Version Not Supported"}
+REASONS = {
+    400: b"Bad Request",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    505: b"HTTP Version Not Supported",
+}
 
 # POST paths that run a model (everything else is forwarded but not recorded or throttled)
 _INFERENCE = re.compile(
     r"^(/api/(generate|chat|embed|embeddings)"
     r"|(/v1)?/(chat/completions|completions|embeddings|responses|completion|infill|embedding|rerank|reranking)"
     r"|/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate|generate_stream)"
-    r"|/generate)/?$")
+    r"|/generate)/?$"
+)
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){0,300})"')
 PEEK_JSON_MAX = 256 * 1024
 IDLE_UPSTREAM_MAX = 256
@@ -111,8 +137,9 @@ def _peek(path: str, body: bytes) -> tuple[str | None, bool]:
             obj = None
         if isinstance(obj, dict):
             model = obj.get("model")
-            control = ((path.startswith("/api/generate") and not obj.get("prompt") and not obj.get("images"))
-                       or (path.startswith("/api/chat") and not obj.get("messages")))
+            control = (
+                path.startswith("/api/generate") and not obj.get("prompt") and not obj.get("images")
+            ) or (path.startswith("/api/chat") and not obj.get("messages"))
             return (model if isinstance(model, str) else None), control
         return None, False
     match = _MODEL_RE.search(body)
@@ -135,6 +162,7 @@ class Request:
 
 # -- the client side -----------------------------------------------------------------------------
 
+
 class ClientConn(asyncio.Protocol):
     """One client connection: parses requests (one at a time; pipelined ones wait) and runs each
     in a task that the connection cancels if the client goes away."""
@@ -149,7 +177,11 @@ class ClientConn(asyncio.Protocol):
         self.close_after = False
         self.sent_continue = False
         self.paused = False
+        self.pending: tuple[Any, ...] | None = (
+            None  # a request begun here whose task has not run yet
+        )
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -186,14 +218,28 @@ class ClientConn(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        """Idle from now on. One timer per connection, re-armed only when it fires (not a timer
+        made and cancelled per request)."""
         loop = self.proxy.loop
-        if loop is not None:
+        if loop is None:
+            return
+        self._idle_since = loop.time()
+        if self._idle is None:
             self._idle = loop.call_later(self.proxy.idle_timeout_s, self._idle_close)
 
     def _idle_close(self) -> None:
-        if self.task is None and self.transport is not None:
+        self._idle = None
+        loop = self.proxy.loop
+        if self.closed or loop is None:
+            return
+        since = self._idle_since
+        if since is None or self.task is not None:  # busy: look again a full timeout later
+            self._idle = loop.call_later(self.proxy.idle_timeout_s, self._idle_close)
+            return
+        left = since + self.proxy.idle_timeout_s - loop.time()
+        if left > 0:
+            self._idle = loop.call_later(left, self._idle_close)
+        elif self.transport is not None:
             self.transport.close()
 
     def _dispatch(self) -> None:
@@ -223,18 +269,22 @@ class ClientConn(asyncio.Protocol):
                 if len(buf) - start < length:
                     self._continue(head)
                     return
-                body, used = bytes(buf[start:start + length]), length
+                body, used = bytes(buf[start : start + length]), length
         except (HttpError, ValueError) as exc:
             self.fail(getattr(exc, "status", 400), str(exc))
             return
-        del buf[:start + used]
+        del buf[: start + used]
         self.close_after = version != b"HTTP/1.1" or b"close" in head.tokens(b"connection")
         self.sent_continue = False
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
         assert self.proxy.loop is not None
-        self.task = self.proxy.loop.create_task(self.proxy.handle(self, Request(method, target, version, head, body)))
+        try:  # forwards the request at once when nothing has to wait (see Proxy.start)
+            coro = self.proxy.start(self, Request(method, target, version, head, body))
+        except Exception:  # pragma: no cover - defensive: a bug must not take the listener down
+            log.exception("proxy failed to start a request")
+            self.fail(502, "proxy error")
+            return
+        self.task = self.proxy.loop.create_task(coro)
         self.task.add_done_callback(self._finished)
 
     def _continue(self, head: Head) -> None:
@@ -244,6 +294,9 @@ class ClientConn(asyncio.Protocol):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.task = None
+        pending, self.pending = self.pending, None
+        if pending is not None and task.cancelled():  # cancelled before its first step
+            self.proxy.abandon(self, *pending)
         if not task.cancelled() and task.exception() is not None:
             log.error("proxy handler failed", exc_info=task.exception())
             self.close_after = True
@@ -261,8 +314,12 @@ class ClientConn(asyncio.Protocol):
 
     def reply(self, status: int, payload: dict[str, Any], extra: tuple[bytes, ...] = ()) -> None:
         body = json.dumps(payload).encode()
-        lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Error")),
-                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), *extra]
+        lines = [
+            b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b"Error")),
+            b"Content-Type: application/json",
+            b"Content-Length: %d" % len(body),
+            *extra,
+        ]
         if self.close_after:
             lines.append(b"Connection: close")
         self.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
@@ -362,10 +419,10 @@ class UpstreamConn(asyncio.Protocol):
             except (HttpError, ValueError) as exc:
                 self._broken(exc)
                 return
-            rest = buf[end + 4:]
+            rest = buf[end + 4 :]
             if 100 <= status < 200 and status != 101:  # interim: pass on, wait for the real head
                 if not self.dechunk and self.client is not None:
-                    self.client.write(buf[:end + 4])
+                    self.client.write(buf[: end + 4])
                 buf = rest
                 continue
             break
@@ -406,7 +463,7 @@ class UpstreamConn(asyncio.Protocol):
         if isinstance(self.body, CloseBody):
             self.reusable = False
             self.close_client = True
-        drop = HOP_BY_HOP | connection
+        drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
         out = [head.first]
         for lname, _value, raw in head.lines:
             if lname in drop and not (passthrough_chunked and lname == b"transfer-encoding"):
@@ -419,8 +476,13 @@ class UpstreamConn(asyncio.Protocol):
         self.status = status
         self.t_head = t
         if self.record:
-            self.st = StreamTiming(framing_for(_latin(head.get(b"content-type")),
-                                               _latin(head.get(b"content-encoding"))))
+            # parsed later, in the publisher thread: the loop only notes chunks and their times
+            self.st = StreamTiming(
+                framing_for(
+                    _latin(head.get(b"content-type")), _latin(head.get(b"content-encoding"))
+                ),
+                defer=True,
+            )
         self.state = BODY
         return b"\r\n".join(out) + b"\r\n\r\n"
 
@@ -470,9 +532,18 @@ def _latin(value: bytes | None) -> str | None:
 
 # -- the proxy ----------------------------------------------------------------------------------------
 
+
 class Proxy:
-    def __init__(self, upstream: str, runtime: str, device: str, publisher: Publisher | None = None,
-                 load_event_s: float = 1.0, connect_timeout_s: float = 10.0, idle_timeout_s: float = 75.0):
+    def __init__(
+        self,
+        upstream: str,
+        runtime: str,
+        device: str,
+        publisher: Publisher | None = None,
+        load_event_s: float = 1.0,
+        connect_timeout_s: float = 10.0,
+        idle_timeout_s: float = 75.0,
+    ):
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"--upstream must be an http:// or https:// URL, got {upstream!r}")
@@ -504,15 +575,19 @@ class Proxy:
 
     def gauges(self) -> dict[str, float]:
         labels = {"runtime": self.runtime}
-        return {series_key(RUNNING, **labels): float(self.admission.running()),
-                series_key(WAITING, **labels): float(self.admission.waiting()),
-                series_key(REJECTED, **labels): float(self.admission.rejected_total)}
+        return {
+            series_key(RUNNING, **labels): float(self.admission.running()),
+            series_key(WAITING, **labels): float(self.admission.waiting()),
+            series_key(REJECTED, **labels): float(self.admission.rejected_total),
+        }
 
     def set_limits(self, raw: dict[str, Any]) -> None:
         self.admission.update(raw)
 
     # -- records ---------------------------------------------------------------------------
-    def _finish(self, req: dict[str, Any], st: StreamTiming | None, t_forward: float, control: bool) -> None:
+    def _finish(
+        self, req: dict[str, Any], st: StreamTiming | None, t_forward: float, control: bool
+    ) -> None:
         """Note the end of a request; the records are built off the event loop, by the publisher."""
         item = (req, st, t_forward, time.perf_counter(), time.time(), control)
         if self.records is not None:
@@ -534,15 +609,114 @@ class Proxy:
             records.append({"ts": now, "source": "request", "request": req})
         load_s = req.get("load_s")
         if isinstance(load_s, float) and load_s >= self.load_event_s:
-            records.append({"ts": now, "source": "proxy", "event": {
-                "kind": "model_loaded", "runtime": self.runtime, "model": req.get("model"),
-                "load_s": load_s, "endpoint": req.get("endpoint")}})
+            records.append(
+                {
+                    "ts": now,
+                    "source": "proxy",
+                    "event": {
+                        "kind": "model_loaded",
+                        "runtime": self.runtime,
+                        "model": req.get("model"),
+                        "load_s": load_s,
+                        "endpoint": req.get("endpoint"),
+                    },
+                }
+            )
         if req.get("done_reason") == "unload":
-            records.append({"ts": now, "source": "proxy", "event": {
-                "kind": "model_unloaded", "runtime": self.runtime, "model": req.get("model")}})
+            records.append(
+                {
+                    "ts": now,
+                    "source": "proxy",
+                    "event": {
+                        "kind": "model_unloaded",
+                        "runtime": self.runtime,
+                        "model": req.get("model"),
+                    },
+                }
+            )
         return records
 
     # -- one request ---------------------------------------------------------------------------
+    def start(self, conn: ClientConn, request: Request) -> Coroutine[Any, Any, None]:
+        """Begin a request, from the socket callback that completed it. When nothing has to wait
+        (admission grants a slot at once and an idle upstream connection is at hand, the usual
+        case) the request is forwarded right here, and the returned coroutine only sees the
+        exchange to its end; otherwise the coroutine (`handle`) does everything."""
+        t_recv = time.perf_counter()
+        path = request.target.split(b"?", 1)[0].decode("latin-1")
+        req: dict[str, Any] | None = None
+        ticket: Ticket | None = None
+        control = False
+        if request.method == b"POST" and _INFERENCE.match(path) is not None:
+            model, control = _peek(path, request.body)
+            if not control:
+                raw = request.head.get(PRIORITY_HEADER)
+                priority = raw.decode("latin-1").strip().lower() if raw else None
+                ticket = self.admission.try_acquire(model, priority)
+                if ticket is None:  # has to wait, or is rejected
+                    return self.handle(conn, request)
+            req = {"runtime": self.runtime, "model": model, "endpoint": path, "status": None}
+            if ticket is not None:
+                req["priority"] = ticket.priority
+        up = self._idle_conn()
+        first: tuple[UpstreamConn, float] | None = None
+        if up is not None:
+            payload = self._request_bytes(request)
+            self.in_flight += 1
+            first = (up, self._send(conn, up, request, req, payload))
+        if first is not None or ticket is not None:
+            conn.pending = (req, control, ticket, first, t_recv)
+        return self._exchange(conn, request, req, control, path, ticket, first)
+
+    async def _exchange(
+        self,
+        conn: ClientConn,
+        request: Request,
+        req: dict[str, Any] | None,
+        control: bool,
+        path: str,
+        ticket: Ticket | None,
+        first: tuple[UpstreamConn, float] | None,
+    ) -> None:
+        conn.pending = None  # running: from here on _forward's own clean-up applies
+        try:
+            await self._forward(conn, request, req, control, path, first)
+        finally:
+            if ticket is not None:
+                ticket.release()
+
+    def abandon(
+        self,
+        conn: ClientConn,
+        req: dict[str, Any] | None,
+        control: bool,
+        ticket: Ticket | None,
+        first: tuple[UpstreamConn, float] | None,
+        t_recv: float,
+    ) -> None:
+        """Clean up after a request whose task was cancelled (client gone) before it first ran."""
+        self.disconnects += 1
+        st = None
+        t_forward = t_recv
+        if first is not None:
+            up, t_forward = first
+            self.in_flight -= 1
+            conn.upstream = None
+            up.client = None
+            if up.t_head:
+                st = up.st
+                if req is not None:
+                    req["status"] = up.status
+                    req["queue_s"] = round(up.t_head - t_forward, 6)
+            up.st = None
+            if up.transport is not None:
+                up.transport.close()
+        if req is not None:
+            req["client_disconnected"] = True
+            self._finish(req, st, t_forward, control)
+        if ticket is not None:
+            ticket.release()
+
     async def handle(self, conn: ClientConn, request: Request) -> None:
         t_recv = time.perf_counter()
         path = request.target.split(b"?", 1)[0].decode("latin-1")
@@ -574,36 +748,74 @@ class Proxy:
             if ticket is not None:
                 ticket.release()
 
-    def _rejected(self, conn: ClientConn, req: dict[str, Any], ticket: Ticket, path: str, t_recv: float) -> None:
+    def _rejected(
+        self, conn: ClientConn, req: dict[str, Any], ticket: Ticket, path: str, t_recv: float
+    ) -> None:
         retry = max(1, math.ceil(ticket.retry_after_s))
         if _ollama_client(path):
             status, payload = 503, {"error": OLLAMA_BUSY}
         else:
-            status, payload = 429, {"error": {
-                "message": f"too many requests for {ticket.scope} ({ticket.reason}); retry after {retry} s",
-                "type": "rate_limit_exceeded", "code": 429}}
+            status, payload = (
+                429,
+                {
+                    "error": {
+                        "message": f"too many requests for {ticket.scope} ({ticket.reason}); retry after {retry} s",
+                        "type": "rate_limit_exceeded",
+                        "code": 429,
+                    }
+                },
+            )
         req.update(status=status, rejected=True, error=ticket.reason)
         self._finish(req, None, t_recv, control=False)
         conn.reply(status, payload, (b"Retry-After: %d" % retry,))
 
     def _request_bytes(self, request: Request) -> bytes:
-        drop = DROP_REQUEST | request.head.tokens(b"connection")
-        lines = [request.method + b" " + self.base_path + request.target + b" HTTP/1.1",
-                 b"Host: " + self.host_header]
+        listed = request.head.tokens(b"connection")
+        drop = DROP_REQUEST | listed if listed else DROP_REQUEST
+        lines = [
+            request.method + b" " + self.base_path + request.target + b" HTTP/1.1",
+            b"Host: " + self.host_header,
+        ]
         lines += [raw for lname, _value, raw in request.head.lines if lname not in drop]
         if request.body or request.method in (b"POST", b"PUT", b"PATCH"):
             lines.append(b"Content-Length: %d" % len(request.body))
         return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
 
-    async def _acquire(self) -> tuple[UpstreamConn, bool]:
-        while self.idle:
-            up = self.idle.pop()
+    def _idle_conn(self) -> UpstreamConn | None:
+        idle = self.idle
+        while idle:
+            up = idle.pop()
             if not up.closed:
-                return up, True
+                return up
+        return None
+
+    def _send(
+        self,
+        conn: ClientConn,
+        up: UpstreamConn,
+        request: Request,
+        req: dict[str, Any] | None,
+        payload: bytes,
+    ) -> float:
+        """Start the exchange on `up` (the response is relayed by its protocol); returns t_forward."""
+        conn.upstream = up
+        up.begin(conn, request.method == b"HEAD", req is not None, request.version == b"HTTP/1.0")
+        assert up.transport is not None
+        t_forward = time.perf_counter()
+        up.transport.write(payload)
+        return t_forward
+
+    async def _acquire(self) -> tuple[UpstreamConn, bool]:
+        up = self._idle_conn()
+        if up is not None:
+            return up, True
         assert self.loop is not None
         _, up = await asyncio.wait_for(
-            self.loop.create_connection(lambda: UpstreamConn(self), self.host, self.port, ssl=self.ssl),
-            self.connect_timeout_s)
+            self.loop.create_connection(
+                lambda: UpstreamConn(self), self.host, self.port, ssl=self.ssl
+            ),
+            self.connect_timeout_s,
+        )
         return up, False
 
     def _release(self, up: UpstreamConn) -> None:
@@ -617,25 +829,43 @@ class Proxy:
                 up.transport.resume_reading()
         self.idle.append(up)
 
-    async def _forward(self, conn: ClientConn, request: Request, req: dict[str, Any] | None,
-                       control: bool, path: str) -> None:
-        payload = self._request_bytes(request)
-        up: UpstreamConn | None = None    # held, to be closed if we leave mid-exchange
+    async def _forward(
+        self,
+        conn: ClientConn,
+        request: Request,
+        req: dict[str, Any] | None,
+        control: bool,
+        path: str,
+        first: tuple[UpstreamConn, float] | None = None,
+    ) -> None:
+        """Forward and relay one exchange; `first`: already sent on a kept-alive connection (by
+        `start`, which counted it in flight) at t_forward."""
+        up: UpstreamConn | None = None  # held, to be closed if we leave mid-exchange
         last: UpstreamConn | None = None  # the connection that answered (for the record)
-        t_forward = time.perf_counter()
-        self.in_flight += 1
+        payload: bytes | None = None
+        if first is None:
+            t_forward = time.perf_counter()
+            self.in_flight += 1
+        else:
+            up, t_forward = first
+            last = up
         try:
             for attempt in (0, 1):
-                try:
-                    up, reused = await self._acquire()
-                except (OSError, asyncio.TimeoutError) as exc:
-                    up = None
-                    self._bad_gateway(conn, req, path, f"{exc.__class__.__name__}: {exc}")
-                    return
-                conn.upstream = last = up
-                up.begin(conn, request.method == b"HEAD", req is not None, request.version == b"HTTP/1.0")
-                assert up.transport is not None and up.waiter is not None
-                up.transport.write(payload)
+                if attempt or first is None:
+                    if payload is None:
+                        payload = self._request_bytes(request)
+                    try:
+                        up, reused = await self._acquire()
+                    except (OSError, asyncio.TimeoutError) as exc:
+                        up = None
+                        self._bad_gateway(conn, req, path, f"{exc.__class__.__name__}: {exc}")
+                        return
+                    last = up
+                    self._send(conn, up, request, req, payload)
+                else:
+                    assert up is not None
+                    reused = True
+                assert up.waiter is not None
                 try:
                     await up.waiter  # head and body are relayed by the protocol meanwhile
                     break
@@ -669,16 +899,21 @@ class Proxy:
             st = None
             if up is not None:  # mid-exchange: this connection cannot be reused
                 up.client = None
+                if up.st is not None and last is up and last.t_head:
+                    st = up.st
+                up.st = None  # nothing more is fed to it: the publisher thread owns it now
                 if up.transport is not None:
                     up.transport.close()
             if last is not None and last.t_head and req is not None:
                 req["status"] = last.status
                 req["queue_s"] = round(last.t_head - t_forward, 6)
-                st = last.st
+                st = st or last.st
             if req is not None:
                 self._finish(req, st, t_forward, control)
 
-    def _bad_gateway(self, conn: ClientConn, req: dict[str, Any] | None, path: str, detail: str) -> None:
+    def _bad_gateway(
+        self, conn: ClientConn, req: dict[str, Any] | None, path: str, detail: str
+    ) -> None:
         message = f"upstream {self.upstream} unreachable: {detail}"[:300]
         if req is not None:
             req.update(status=502, error=message)
@@ -714,7 +949,9 @@ async def serve(proxy: Proxy, host: str, port: int) -> Served:
     """Start serving on host:port (port 0 picks one: read it from `.addresses`)."""
     loop = asyncio.get_running_loop()
     proxy.loop = loop
-    server = await loop.create_server(lambda: ClientConn(proxy), host, port, backlog=1024, reuse_address=True)
+    server = await loop.create_server(
+        lambda: ClientConn(proxy), host, port, backlog=1024, reuse_address=True
+    )
     return Served(server, proxy)
 
 
@@ -738,17 +975,26 @@ async def _amain(args: Any) -> int:
     loop = asyncio.get_running_loop()
     spill_dir = Path(os.environ.get("THOXDASH_PROXY_SPILL", ".run/proxy-spill"))
     store = TelemetryStore(connect(args.redis))
-    proxy = Proxy(args.upstream, args.runtime, args.device,
-                  load_event_s=_env_float("THOXDASH_PROXY_LOAD_EVENT_S", 1.0))
-    publisher = Publisher(store, args.device, args.runtime,
-                          buffer=OutboxBuffer(spill_path=spill_dir / f"{args.device}-{args.runtime}.jsonl"),
-                          interval=_env_float("THOXDASH_PROXY_PUBLISH_S", 0.5),
-                          admission_interval=_env_float("THOXDASH_PROXY_ADMISSION_S", 1.0),
-                          on_admission=lambda raw: loop.call_soon_threadsafe(proxy.set_limits, raw),
-                          gauges=proxy.gauges, build=proxy.build_records)
+    proxy = Proxy(
+        args.upstream,
+        args.runtime,
+        args.device,
+        load_event_s=_env_float("THOXDASH_PROXY_LOAD_EVENT_S", 1.0),
+    )
+    publisher = Publisher(
+        store,
+        args.device,
+        args.runtime,
+        buffer=OutboxBuffer(spill_path=spill_dir / f"{args.device}-{args.runtime}.jsonl"),
+        interval=_env_float("THOXDASH_PROXY_PUBLISH_S", 0.5),
+        admission_interval=_env_float("THOXDASH_PROXY_ADMISSION_S", 1.0),
+        on_admission=lambda raw: loop.call_soon_threadsafe(proxy.set_limits, raw),
+        gauges=proxy.gauges,
+        build=proxy.build_records,
+    )
     proxy.publisher = publisher
     # the publisher thread must never hold the event loop off the GIL for long (default: 5 ms)
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(_env_float("THOXDASH_PROXY_SWITCH_S", 0.0005))
     # what exists at start-up lives forever: keep the collector off it, and collect less often
     # (a request allocates a few dozen short-lived, acyclic objects)
     gc.collect()
@@ -764,7 +1010,13 @@ async def _amain(args: Any) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    log.info("proxy %s -> %s (runtime %s, device %s)", args.listen, args.upstream, args.runtime, args.device)
+    log.info(
+        "proxy %s -> %s (runtime %s, device %s)",
+        args.listen,
+        args.upstream,
+        args.runtime,
+        args.device,
+    )
     await stop.wait()
     await served.cleanup()
     await asyncio.to_thread(publisher.stop)

@@ -13,6 +13,12 @@ One object handler understands every runtime's shape:
 
 Bad input (invalid JSON, non-UTF-8, lines over `max_line` bytes) is counted as a parse error and
 never raises: the bytes themselves are forwarded by the proxy untouched whatever happens here.
+
+`defer=True` (what the proxy uses) keeps the event loop out of parsing: `feed` only notes each
+chunk and its arrival time, `close` only notes the end, and the parsing runs when `finalize()` is
+called (by `request_fields`, in the publisher thread, after the response has gone out). The result
+is the same as parsing as it streams, since every chunk keeps its own time. A stream that holds
+more than `defer_max` unparsed bytes is parsed on the spot, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MAX_LINE = 1 << 20          # an NDJSON line / SSE event larger than this is not parsed
-MAX_JSON_BODY = 16 << 20    # a non-streaming body larger than this is not parsed
+MAX_LINE = 1 << 20  # an NDJSON line / SSE event larger than this is not parsed
+MAX_JSON_BODY = 16 << 20  # a non-streaming body larger than this is not parsed
+DEFER_MAX = 256 << 10  # unparsed bytes a deferred stream may hold before it is parsed
 
 _scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
 _OPENAI_OUTPUT = ("content", "reasoning_content", "reasoning", "tool_calls")
@@ -35,7 +42,12 @@ def framing_for(content_type: str | None, content_encoding: str | None = None) -
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     if ct == "text/event-stream":
         return "sse"
-    if ct in ("application/x-ndjson", "application/jsonl", "application/json-seq", "application/ndjson"):
+    if ct in (
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json-seq",
+        "application/ndjson",
+    ):
         return "ndjson"
     if ct == "application/json" or ct.endswith("+json"):
         return "json"
@@ -51,7 +63,14 @@ def _error_text(value: Any) -> str:
 class StreamTiming:
     """Feed it a response body's chunks with their arrival times (perf_counter seconds)."""
 
-    def __init__(self, framing: str, max_line: int = MAX_LINE, max_body: int = MAX_JSON_BODY):
+    def __init__(
+        self,
+        framing: str,
+        max_line: int = MAX_LINE,
+        max_body: int = MAX_JSON_BODY,
+        defer: bool = False,
+        defer_max: int = DEFER_MAX,
+    ):
         self.framing = framing
         self.max_line = max_line
         self.max_body = max_body
@@ -61,9 +80,9 @@ class StreamTiming:
         self.first_output_t: float | None = None
         self.last_output_t: float | None = None
         self.output_chunks = 0
-        self.final: dict[str, Any] | None = None       # Ollama done:true object
-        self.usage: dict[str, Any] | None = None       # OpenAI usage
-        self.timings: dict[str, Any] | None = None     # llama.cpp timings
+        self.final: dict[str, Any] | None = None  # Ollama done:true object
+        self.usage: dict[str, Any] | None = None  # OpenAI usage
+        self.timings: dict[str, Any] | None = None  # llama.cpp timings
         self.model: str | None = None
         self.done_reason: str | None = None
         self.error: str | None = None
@@ -77,11 +96,51 @@ class StreamTiming:
         self._event_size = 0
         self._event_type = b""
         self._body: list[bytes] | None = [] if framing == "json" else None
+        # deferred parsing: chunks (with their times) not parsed yet, and the end time once closed
+        self._deferred: list[tuple[bytes, float]] | None = (
+            [] if defer and framing in ("ndjson", "sse", "json") else None
+        )
+        self._deferred_bytes = 0
+        self._defer_max = defer_max
+        self._closed_t: float | None = None
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes, t: float) -> None:
         if not data:
             return
+        if self._deferred is not None:
+            self._deferred.append((data, t))
+            self._deferred_bytes += len(data)
+            if self._deferred_bytes > self._defer_max:
+                self._drain()
+            return
+        self._feed(data, t)
+
+    def close(self, t: float) -> None:
+        """End of body: parse what is left (a last line without newline, a JSON body)."""
+        if self._deferred is not None:
+            self._closed_t = t
+            return
+        self._close(t)
+
+    def finalize(self) -> StreamTiming:
+        """Parse whatever `defer` held back (idempotent; call once the stream is over)."""
+        if self._deferred is not None:
+            self._drain()
+            self._deferred = None
+            if self._closed_t is not None:
+                self._close(self._closed_t)
+        return self
+
+    def _drain(self) -> None:
+        pending = self._deferred
+        if pending:
+            self._deferred = []
+            self._deferred_bytes = 0
+            for data, t in pending:
+                self._feed(data, t)
+
+    def _feed(self, data: bytes, t: float) -> None:
         self.bytes += len(data)
         self.chunks += 1
         if self.first_byte_t is None:
@@ -98,8 +157,7 @@ class StreamTiming:
         except Exception as exc:  # pragma: no cover - defensive: parsing must never break serving
             self._bad(f"{exc.__class__.__name__}: {exc}")
 
-    def close(self, t: float) -> None:
-        """End of body: parse what is left (a last line without newline, a JSON body)."""
+    def _close(self, t: float) -> None:
         try:
             if self.framing == "ndjson":
                 if self._buf.strip() and not self._skip:
@@ -281,6 +339,7 @@ def _num(value: Any) -> float | None:
 
 def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str, Any]:
     """The timing part of a `request` record (fields the response did not reveal are omitted)."""
+    st.finalize()
     out: dict[str, Any] = {}
     if st.first_output_t is not None:
         out["ttft_s"] = round(st.first_output_t - t_forward, 6)
@@ -292,8 +351,10 @@ def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str
     load = _num(final.get("load_duration"))
     if load is not None:
         out["load_s"] = round(load * ns, 6)
-    for count_key, dur_key, name in (("prompt_eval_count", "prompt_eval_duration", "prompt"),
-                                     ("eval_count", "eval_duration", "completion")):
+    for count_key, dur_key, name in (
+        ("prompt_eval_count", "prompt_eval_duration", "prompt"),
+        ("eval_count", "eval_duration", "completion"),
+    ):
         count = _num(final.get(count_key))
         if count is not None:
             out[f"{name}_tokens"] = int(count)
@@ -301,7 +362,10 @@ def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str
         if dur is not None:
             out[f"{name}_s"] = round(dur * ns, 6)
     timings = st.timings or {}
-    for n_key, ms_key, name in (("prompt_n", "prompt_ms", "prompt"), ("predicted_n", "predicted_ms", "completion")):
+    for n_key, ms_key, name in (
+        ("prompt_n", "prompt_ms", "prompt"),
+        ("predicted_n", "predicted_ms", "completion"),
+    ):
         count = _num(timings.get(n_key))
         if count is not None:
             out.setdefault(f"{name}_tokens", int(count))
@@ -319,8 +383,12 @@ def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str
     if "completion_tokens" not in out and st.output_chunks and st.first_output_t is not None:
         out["completion_tokens"] = st.output_chunks  # one token per chunk: an estimate
         out["tokens_estimated"] = True
-    if ("completion_s" not in out and st.first_output_t is not None and st.last_output_t is not None
-            and st.output_chunks > 1):
+    if (
+        "completion_s" not in out
+        and st.first_output_t is not None
+        and st.last_output_t is not None
+        and st.output_chunks > 1
+    ):
         # first..last output spans n-1 token intervals: scale to n tokens
         span = st.last_output_t - st.first_output_t
         n = out.get("completion_tokens") or st.output_chunks
