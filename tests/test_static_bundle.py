@@ -139,6 +139,7 @@ def _body(response) -> bytes:
     return data
 
 
+@pytest.mark.django_db  # response.close() fires request_finished -> close_old_connections
 def test_gzip_and_cache_headers(static_dirs):
     r = _get("/static/thoxdash/app.js", accept_encoding="gzip, deflate")
     assert r.status_code == 200
@@ -160,6 +161,7 @@ def test_gzip_and_cache_headers(static_dirs):
     assert plain["Vary"] == "Accept-Encoding"
 
 
+@pytest.mark.django_db  # response.close() fires request_finished -> close_old_connections
 def test_plotly_bundle_is_cached_for_a_week_and_precompressed(static_dirs):
     (static_dirs / "plotly").mkdir()
     js = PARTIAL_HEAD + b"var Plotly = {};\n" * 100
@@ -172,6 +174,7 @@ def test_plotly_bundle_is_cached_for_a_week_and_precompressed(static_dirs):
     assert gzip.decompress(r.content) == js
 
 
+@pytest.mark.django_db  # response.close() fires request_finished -> close_old_connections
 def test_missing_and_traversal_paths_are_not_served(static_dirs):
     assert _get("/static/thoxdash/nope.js", accept_encoding="gzip").status_code == 404
     assert _get("/static/../thoxdash/settings.py", accept_encoding="gzip").status_code in (400, 404)
