@@ -206,6 +206,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process's main thread (the proxy's event loop)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     k = (len(values) - 1) * p
@@ -234,6 +242,13 @@ def main() -> int:
     )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    parser.add_argument(
+        "--compare",
+        default=None,
+        metavar="ENV=VALUE[,ENV=VALUE]",
+        help="also run a second ThoxDash proxy ('thoxdash-b') with these environment variables, "
+        "interleaved with the others (an A/B of a setting in the same run)",
+    )
     parser.add_argument("--upstream-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream_only:
@@ -270,15 +285,16 @@ def main() -> int:
             "THOXDASH_LOG_LEVEL": "WARNING",
             "THOXDASH_REDIS_PREFIX": os.environ.get("THOXDASH_REDIS_PREFIX", "thoxbench:"),
         }
-        procs.append(
-            subprocess.Popen(
+
+        def thoxdash(port: int, extra: dict[str, str]) -> subprocess.Popen:
+            proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "collectors",
                     "proxy",
                     "--listen",
-                    f"127.0.0.1:{px}",
+                    f"127.0.0.1:{port}",
                     "--upstream",
                     f"http://127.0.0.1:{up}",
                     "--runtime",
@@ -289,12 +305,21 @@ def main() -> int:
                     args.redis,
                 ],
                 cwd=str(ROOT),
-                env=env,
+                env={**env, **extra},
             )
-        )
-        wait_port(px, procs[-1], "thoxdash proxy")
+            wait_port(port, proc, "thoxdash proxy")
+            return proc
+
+        procs.append(thoxdash(px, {}))
         targets = {"direct": up, "nginx": ng, "thoxdash": px}
         pids = {"direct": procs[0].pid, "nginx": procs[1].pid, "thoxdash": procs[2].pid}
+        if args.compare:
+            extra = dict(kv.split("=", 1) for kv in args.compare.split(","))
+            pb = free_port()
+            procs.append(thoxdash(pb, extra))
+            targets["thoxdash-b"] = pb
+            pids["thoxdash-b"] = procs[-1].pid
+            print(f"thoxdash-b: {extra}")
         nginx_version = subprocess.run(
             [args.nginx, "-v"], capture_output=True, text=True
         ).stderr.strip()
@@ -312,12 +337,15 @@ def main() -> int:
                 for port in targets.values():  # warm-up: connections, caches
                     _run(load(port, conc, max(conc * 4, 200)))
                 cpu = dict.fromkeys(targets, 0.0)
+                loop_cpu = dict.fromkeys(targets, 0.0)
                 for _ in range(args.rounds):
                     for name, port in targets.items():
                         before = cpu_seconds(pids[name])
+                        loop_before = thread_cpu_seconds(pids[name])
                         samples[name] += _run(load(port, conc, args.requests))
                         cpu[name] += cpu_seconds(pids[name]) - before
-                figures.setdefault(conc, []).append(report(conc, samples, cpu))
+                        loop_cpu[name] += thread_cpu_seconds(pids[name]) - loop_before
+                figures.setdefault(conc, []).append(report(conc, samples, cpu, loop_cpu))
         if args.runs > 1:
             summary(figures)
     finally:
@@ -330,23 +358,33 @@ def main() -> int:
     return 0
 
 
-FIGURES = ("added p50", "added p99", "+ttft p50", "+ttft p99", "cpu us")
+FIGURES = ("added p50", "added p99", "+ttft p50", "+ttft p99", "cpu us", "loop cpu us")
 
 
 def summary(figures: dict[int, list[dict[str, float]]]) -> None:
     """Medians over the runs of each figure, and ThoxDash / nginx."""
     print(f"\nmedians over {len(next(iter(figures.values())))} runs (ms; CPU in us per request)")
-    print(f"{'conc':>4} {'figure':<10} {'nginx':>8} {'thoxdash':>9} {'ratio':>6}")
+    b = any("thoxdash-b added p50" in r for runs in figures.values() for r in runs)
+    print(
+        f"{'conc':>4} {'figure':<11} {'nginx':>8} {'thoxdash':>9} {'ratio':>6}"
+        + (f" {'thoxdash-b':>10} {'ratio':>6}" if b else "")
+    )
     for conc, runs in figures.items():
         for fig in FIGURES:
             ng = statistics.median(r[f"nginx {fig}"] for r in runs)
-            tx = statistics.median(r[f"thoxdash {fig}"] for r in runs)
-            ratio = f"{tx / ng:6.2f}" if ng > 0 else "     -"
-            print(f"{conc:>4} {fig:<10} {ng:8.3f} {tx:9.3f} {ratio}")
+            row = f"{conc:>4} {fig:<11} {ng:8.3f}"
+            for name, width in (("thoxdash", 9), ("thoxdash-b", 10))[: 2 if b else 1]:
+                tx = statistics.median(r[f"{name} {fig}"] for r in runs)
+                ratio = f"{tx / ng:6.2f}" if ng > 0 else "     -"
+                row += f" {tx:{width}.3f} {ratio}"
+            print(row)
 
 
 def report(
-    conc: int, samples: dict[str, list[tuple[float, float]]], cpu: dict[str, float]
+    conc: int,
+    samples: dict[str, list[tuple[float, float]]],
+    cpu: dict[str, float],
+    loop_cpu: dict[str, float],
 ) -> dict[str, float]:
     """Print one measurement; return its figures per proxy (for `summary`)."""
     out: dict[str, float] = {}
@@ -372,6 +410,7 @@ def report(
             out[f"{name} +ttft p50"] = (pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms
             out[f"{name} +ttft p99"] = (pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms
             out[f"{name} cpu us"] = cpu[name] / len(vals) * 1e6
+            out[f"{name} loop cpu us"] = loop_cpu[name] / len(vals) * 1e6
             row += (
                 f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f} {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
                 f" {(pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms:9.3f} {(pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms:9.3f}"
@@ -386,6 +425,11 @@ def report(
         "(CPU per request, user+system: "
         + ", ".join(f"{n} {cpu[n] / len(v) * 1e6:.0f} us" for n, v in samples.items())
         + "; direct = the upstream itself)"
+    )
+    print(
+        "(CPU per request of the main thread (the event loop): "
+        + ", ".join(f"{n} {loop_cpu[n] / len(v) * 1e6:.0f} us" for n, v in samples.items())
+        + ")"
     )
     return out
 

@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from collectors.proxy.publisher import Publisher
-from collectors.proxy.server import Proxy
+from collectors.proxy.server import FastExchange, Proxy
 from collectors.proxy.timing import StreamTiming, request_fields
 from tests.proxy_helpers import DEVICE, client, records_in_store, start_proxy, wait_until
 from tests.proxy_upstreams import Upstream
@@ -253,5 +253,65 @@ async def test_idle_keep_alive_connection_is_closed_busy_one_is_not(upstream, st
             assert 0.1 <= loop.time() - idle_from <= 2.0
         finally:
             writer.close()
+    finally:
+        await running.stop()
+
+
+async def test_a_kept_alive_request_runs_without_a_task_and_a_client_gone_mid_stream_is_cleaned_up(
+    upstream, store
+):
+    running = await start_proxy(upstream.url, store)
+    try:
+        async with client() as s:
+            async with s.post(running.url + "/api/generate", json={"model": "m", "prompt": "x"}):
+                pass  # an upstream connection now waits, kept alive
+            resp = await s.post(
+                running.url + "/api/generate", json={"model": "gate", "prompt": "x"}
+            )
+            await asyncio.wait_for(resp.content.readline(), 10)  # the first chunk came through
+            (conn,) = running.proxy.clients
+            assert isinstance(conn.task, FastExchange) and running.proxy.in_flight == 1
+            proxy_tasks = [
+                t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("Proxy.")
+            ]
+            assert proxy_tasks == []  # no task for it
+            resp.close()  # gone mid-stream
+        await wait_until(
+            lambda: running.proxy.in_flight == 0 and running.proxy.admission.running() == 0,
+            what="the request cleaned up",
+        )
+        recs = await records_in_store(store, "requests", 2)
+        gone = [r["request"] for r in recs if r["request"]["model"] == "gate"]
+        assert len(gone) == 1 and gone[0]["client_disconnected"] and gone[0]["status"] == 200
+        assert running.proxy.disconnects == 1
+        upstream.release.set()
+    finally:
+        await running.stop()
+
+
+async def test_pipelined_requests_follow_each_other_from_the_callback(upstream, store):
+    running = await start_proxy(upstream.url, store)
+    try:
+        async with client() as s, s.get(running.url + "/api/version") as resp:
+            await resp.read()  # warm: one kept-alive upstream connection
+        body = json.dumps({"model": "p", "prompt": "x"}).encode()
+        one = (
+            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        host, port = running.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(one * 3)
+            got = b""
+            while got.count(b"\r\n0\r\n\r\n") < 3:
+                got += await asyncio.wait_for(reader.read(65536), 10)
+            assert got.count(b"HTTP/1.1 200 OK\r\n") == 3
+            assert got.count(b'"done": true') == 3
+        finally:
+            writer.close()
+        recs = await records_in_store(store, "requests", 3)
+        assert [r["request"]["status"] for r in recs] == [200, 200, 200]
+        assert running.proxy.in_flight == 0
     finally:
         await running.stop()

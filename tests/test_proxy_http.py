@@ -319,3 +319,27 @@ async def test_malformed_requests_get_an_error_not_a_crash(proxy_for, request_by
             proxy.url, b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
         )
         assert raw.startswith(b"HTTP/1.1 200 OK") and raw.endswith(b"{}")
+
+
+async def test_a_request_the_kept_alive_upstream_dropped_unanswered_is_sent_again(proxy_for, store):
+    async def handler(up, reader, writer):
+        await up.request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        await up.request(reader)  # the next one is read, then dropped without an answer
+
+    async with RawUpstream(handler) as up:
+        proxy = await proxy_for(up.url)
+        async with client() as s:
+            for _ in range(3):
+                async with s.post(
+                    proxy.url + "/api/embed", json={"model": "m", "input": "x"}
+                ) as resp:
+                    assert resp.status == 200 and await resp.read() == b"{}"
+    assert up.connections == 3
+    recs = await records_in_store(store, "requests", n=3)
+    assert [r["request"]["status"] for r in recs] == [200, 200, 200]
+    assert all(r["request"]["queue_s"] >= 0 for r in recs)
+    assert proxy.proxy.in_flight == 0 and proxy.proxy.admission.running() == 0

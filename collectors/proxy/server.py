@@ -12,7 +12,9 @@ Built on asyncio protocols (uvloop when installed) rather than a web framework: 
 stay within a fraction of a millisecond of calling the runtime directly (bench/proxy_latency.py).
 Parsing and publishing can fail; serving does not. The event loop does as little as it can per
 request: one that can go at once (an admission slot free, a kept-alive upstream connection idle)
-is forwarded from the socket callback that completed it, with no task hop first; response bodies
+is forwarded from the socket callback that completed it and seen to its end from the upstream
+connection's callbacks (a FastExchange: no task, no future, and the client's next kept-alive or
+pipelined request starts from the callback that delivered the last byte); response bodies
 are only noted (chunks and their arrival times) and parsed later, with the record built, in the
 publisher thread after the last byte has gone to the client.
 
@@ -171,7 +173,7 @@ class ClientConn(asyncio.Protocol):
         self.proxy = proxy
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | FastExchange | None = None  # the request under way
         self.upstream: UpstreamConn | None = None
         self.closed = False
         self.close_after = False
@@ -279,12 +281,15 @@ class ClientConn(asyncio.Protocol):
         self._idle_since = None
         assert self.proxy.loop is not None
         try:  # forwards the request at once when nothing has to wait (see Proxy.start)
-            coro = self.proxy.start(self, Request(method, target, version, head, body))
+            started = self.proxy.start(self, Request(method, target, version, head, body))
         except Exception:  # pragma: no cover - defensive: a bug must not take the listener down
             log.exception("proxy failed to start a request")
             self.fail(502, "proxy error")
             return
-        self.task = self.proxy.loop.create_task(coro)
+        if isinstance(started, FastExchange):
+            self.task = started  # no task: its upstream connection ends it (Proxy._fast_end)
+            return
+        self.task = self.proxy.loop.create_task(started)
         self.task.add_done_callback(self._finished)
 
     def _continue(self, head: Head) -> None:
@@ -300,6 +305,10 @@ class ClientConn(asyncio.Protocol):
         if not task.cancelled() and task.exception() is not None:
             log.error("proxy handler failed", exc_info=task.exception())
             self.close_after = True
+        self._next()
+
+    def _next(self) -> None:
+        """A request is over: close, or wait for (or start at once) the next one."""
         if self.closed or self.transport is None:
             return
         if self.close_after:
@@ -358,11 +367,19 @@ class UpstreamConn(asyncio.Protocol):
         self.record = False
         self.dechunk = False
         self.waiter: asyncio.Future[None] | None = None  # the whole exchange, done or failed
+        self.fast: FastExchange | None = None  # or told synchronously, when no task waits
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def begin(self, client: ClientConn, head_only: bool, record: bool, http10_client: bool) -> None:
+    def begin(
+        self,
+        client: ClientConn,
+        head_only: bool,
+        record: bool,
+        http10_client: bool,
+        fast: FastExchange | None = None,
+    ) -> None:
         loop = self.proxy.loop
         assert loop is not None
         self.client = client
@@ -377,19 +394,29 @@ class UpstreamConn(asyncio.Protocol):
         self.got_bytes = False
         self.reusable = True
         self.t_head = 0.0
-        self.waiter = loop.create_future()
+        self.fast = fast
+        self.waiter = None if fast is not None else loop.create_future()
+
+    def _end(self, exc: BaseException | None = None) -> None:
+        """The exchange is over (or failed): tell whoever waits for it."""
+        fast = self.fast
+        if fast is not None:
+            self.fast = None
+            self.proxy._fast_end(fast, exc)
+        elif self.waiter is not None:
+            _settle(self.waiter, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         with contextlib.suppress(ValueError):
             self.proxy.idle.remove(self)
-        if self.state == HEAD_STATE and self.waiter is not None:
-            _settle(self.waiter, UpstreamClosed("the connection closed before a response"))
-        elif self.state == BODY and self.waiter is not None:
+        if self.state == HEAD_STATE:
+            self._end(UpstreamClosed("the connection closed before a response"))
+        elif self.state == BODY:
             if isinstance(self.body, CloseBody):
                 self._done(time.perf_counter())
             else:
-                _settle(self.waiter, UpstreamClosed("the connection closed mid-response"))
+                self._end(UpstreamClosed("the connection closed mid-response"))
         self.state = DEAD
 
     def data_received(self, data: bytes) -> None:
@@ -513,21 +540,64 @@ class UpstreamConn(asyncio.Protocol):
         if self.st is not None:
             self.st.close(t)
         self.state = IDLE
-        if self.waiter is not None:
-            _settle(self.waiter)
+        self._end()
 
     def _broken(self, exc: Exception) -> None:
         """Framing the proxy cannot follow: end this exchange and the connection."""
         self.reusable = False
-        if self.waiter is not None:
-            _settle(self.waiter, UpstreamClosed(f"bad response: {exc}"))
         self.state = DEAD
+        self._end(UpstreamClosed(f"bad response: {exc}"))
         if self.transport is not None:
             self.transport.close()
 
 
 def _latin(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
+
+
+class FastExchange:
+    """A request forwarded from the socket callback that completed it, and seen to its end from
+    the upstream connection's callbacks (Proxy._fast_end): no task, no wake-ups. Stands in for
+    the task in ClientConn.task; `cancel` is the client going away mid-exchange."""
+
+    __slots__ = (
+        "proxy",
+        "conn",
+        "request",
+        "up",
+        "req",
+        "control",
+        "path",
+        "ticket",
+        "t_recv",
+        "t_forward",
+    )
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        conn: ClientConn,
+        request: Request,
+        up: UpstreamConn,
+        req: dict[str, Any] | None,
+        control: bool,
+        path: str,
+        ticket: Ticket | None,
+        t_recv: float,
+    ):
+        self.proxy = proxy
+        self.conn = conn
+        self.request = request
+        self.up = up
+        self.req = req
+        self.control = control
+        self.path = path
+        self.ticket = ticket
+        self.t_recv = t_recv
+        self.t_forward = t_recv
+
+    def cancel(self) -> None:
+        self.proxy._fast_cancel(self)
 
 
 # -- the proxy ----------------------------------------------------------------------------------------
@@ -637,11 +707,11 @@ class Proxy:
         return records
 
     # -- one request ---------------------------------------------------------------------------
-    def start(self, conn: ClientConn, request: Request) -> Coroutine[Any, Any, None]:
+    def start(self, conn: ClientConn, request: Request) -> Coroutine[Any, Any, None] | FastExchange:
         """Begin a request, from the socket callback that completed it. When nothing has to wait
         (admission grants a slot at once and an idle upstream connection is at hand, the usual
-        case) the request is forwarded right here, and the returned coroutine only sees the
-        exchange to its end; otherwise the coroutine (`handle`) does everything."""
+        case) the request is forwarded right here and a FastExchange is returned (the upstream
+        connection's callbacks end it, `_fast_end`); otherwise a coroutine for a task."""
         t_recv = time.perf_counter()
         path = request.target.split(b"?", 1)[0].decode("latin-1")
         req: dict[str, Any] | None = None
@@ -659,14 +729,86 @@ class Proxy:
             if ticket is not None:
                 req["priority"] = ticket.priority
         up = self._idle_conn()
-        first: tuple[UpstreamConn, float] | None = None
         if up is not None:
             payload = self._request_bytes(request)
             self.in_flight += 1
-            first = (up, self._send(conn, up, request, req, payload))
-        if first is not None or ticket is not None:
-            conn.pending = (req, control, ticket, first, t_recv)
-        return self._exchange(conn, request, req, control, path, ticket, first)
+            fast = FastExchange(self, conn, request, up, req, control, path, ticket, t_recv)
+            fast.t_forward = self._send(conn, up, request, req, payload, fast)
+            return fast
+        if ticket is not None:
+            conn.pending = (req, control, ticket, None, t_recv)
+        return self._exchange(conn, request, req, control, path, ticket)
+
+    def _fast_end(self, fast: FastExchange, exc: BaseException | None) -> None:
+        """The end of a FastExchange, from its upstream connection's callback: what `_forward`
+        does after its `await`, done synchronously (the next pipelined or kept-alive request of
+        the client can start right here)."""
+        conn, up, req = fast.conn, fast.up, fast.req
+        held: UpstreamConn | None = up  # to be closed: left mid-exchange
+        last: UpstreamConn | None = up  # the connection that answered (for the record)
+        if exc is None:
+            if up.close_client:
+                conn.close_after = True
+            self._release(up)
+            held = None
+        elif up.t_head:  # broke off mid-body
+            if req is not None:
+                req["error"] = f"upstream broke off the response: {exc}"
+            conn.close_after = True
+            if conn.transport is not None:
+                conn.transport.abort()  # a truncated body must look truncated too
+        elif not up.got_bytes and not conn.closed:
+            # a kept-alive connection the runtime had just closed: once more, in a task
+            conn.upstream = None
+            assert self.loop is not None
+            task = self.loop.create_task(
+                self._exchange(
+                    conn,
+                    fast.request,
+                    req,
+                    fast.control,
+                    fast.path,
+                    fast.ticket,
+                    retry_from=fast.t_forward,
+                )
+            )
+            conn.task = task
+            conn.pending = (req, fast.control, fast.ticket, None, fast.t_forward)
+            task.add_done_callback(conn._finished)
+            return
+        else:
+            held = last = None
+            self._bad_gateway(conn, req, fast.path, str(exc))
+        self.in_flight -= 1
+        conn.upstream = None
+        st = None
+        if held is not None:
+            up.client = None
+            if up.st is not None and up.t_head:
+                st = up.st
+            up.st = None
+            if up.transport is not None:
+                up.transport.close()
+        if last is not None and last.t_head and req is not None:
+            req["status"] = last.status
+            req["queue_s"] = round(last.t_head - fast.t_forward, 6)
+            st = st or last.st
+        if req is not None:
+            self._finish(req, st, fast.t_forward, fast.control)
+        if fast.ticket is not None:
+            fast.ticket.release()
+        if conn.task is fast:
+            conn.task = None
+            conn._next()
+
+    def _fast_cancel(self, fast: FastExchange) -> None:
+        """The client went away during a FastExchange: as a cancelled `_forward` would."""
+        fast.up.fast = None  # its closing tells nobody
+        if fast.conn.task is fast:
+            fast.conn.task = None
+        self.abandon(
+            fast.conn, fast.req, fast.control, fast.ticket, (fast.up, fast.t_forward), fast.t_recv
+        )
 
     async def _exchange(
         self,
@@ -676,11 +818,11 @@ class Proxy:
         control: bool,
         path: str,
         ticket: Ticket | None,
-        first: tuple[UpstreamConn, float] | None,
+        retry_from: float | None = None,
     ) -> None:
         conn.pending = None  # running: from here on _forward's own clean-up applies
         try:
-            await self._forward(conn, request, req, control, path, first)
+            await self._forward(conn, request, req, control, path, retry_from)
         finally:
             if ticket is not None:
                 ticket.release()
@@ -796,10 +938,13 @@ class Proxy:
         request: Request,
         req: dict[str, Any] | None,
         payload: bytes,
+        fast: FastExchange | None = None,
     ) -> float:
         """Start the exchange on `up` (the response is relayed by its protocol); returns t_forward."""
         conn.upstream = up
-        up.begin(conn, request.method == b"HEAD", req is not None, request.version == b"HTTP/1.0")
+        up.begin(
+            conn, request.method == b"HEAD", req is not None, request.version == b"HTTP/1.0", fast
+        )
         assert up.transport is not None
         t_forward = time.perf_counter()
         up.transport.write(payload)
@@ -836,35 +981,33 @@ class Proxy:
         req: dict[str, Any] | None,
         control: bool,
         path: str,
-        first: tuple[UpstreamConn, float] | None = None,
+        retry_from: float | None = None,
     ) -> None:
-        """Forward and relay one exchange; `first`: already sent on a kept-alive connection (by
-        `start`, which counted it in flight) at t_forward."""
+        """Forward and relay one exchange (one that waited for admission or for an upstream
+        connection); `retry_from`: the second attempt of a FastExchange whose kept-alive
+        connection had closed (counted in flight already, first sent at that time)."""
         up: UpstreamConn | None = None  # held, to be closed if we leave mid-exchange
         last: UpstreamConn | None = None  # the connection that answered (for the record)
         payload: bytes | None = None
-        if first is None:
+        attempts: tuple[int, ...] = (0, 1)
+        if retry_from is not None:
+            t_forward = retry_from
+            attempts = (1,)
+        else:
             t_forward = time.perf_counter()
             self.in_flight += 1
-        else:
-            up, t_forward = first
-            last = up
         try:
-            for attempt in (0, 1):
-                if attempt or first is None:
-                    if payload is None:
-                        payload = self._request_bytes(request)
-                    try:
-                        up, reused = await self._acquire()
-                    except (OSError, asyncio.TimeoutError) as exc:
-                        up = None
-                        self._bad_gateway(conn, req, path, f"{exc.__class__.__name__}: {exc}")
-                        return
-                    last = up
-                    self._send(conn, up, request, req, payload)
-                else:
-                    assert up is not None
-                    reused = True
+            for attempt in attempts:
+                if payload is None:
+                    payload = self._request_bytes(request)
+                try:
+                    up, reused = await self._acquire()
+                except (OSError, asyncio.TimeoutError) as exc:
+                    up = None
+                    self._bad_gateway(conn, req, path, f"{exc.__class__.__name__}: {exc}")
+                    return
+                last = up
+                self._send(conn, up, request, req, payload)
                 assert up.waiter is not None
                 try:
                     await up.waiter  # head and body are relayed by the protocol meanwhile
