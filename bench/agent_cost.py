@@ -112,10 +112,10 @@ def steady_state(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
     print(f"\nsteady state over {wall:.0f} s (same window; node_exporter scraped {scrapes} times)")
-    print(f"{'process':<20} {'CPU % of one core':>18} {'peak RSS MB':>12}")
+    print(f"{'process':<20} {'CPU % of one core':>18} {'peak RSS MiB':>13} {'(MB)':>7}")
     for name, cpu, rss in rows:
-        print(f"{name:<20} {cpu:>18.2f} {rss:>12.1f}")
-    print("targets: agent <= 1.00 % and <= 40 MB, and less CPU than each peer")
+        print(f"{name:<20} {cpu:>18.2f} {rss:>13.1f} {rss * 2**20 / 1e6:>7.1f}")
+    print("targets: agent <= 1.00 % and <= 40 MB RSS, and less CPU than each peer")
 
 
 def cycle_vs_floor(iterations: int) -> None:
