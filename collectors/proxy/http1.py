@@ -100,6 +100,21 @@ class CloseBody:
         return data, len(data), False
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+MAX_CHUNK_DIGITS = 16
+
+
+def chunk_size(line: bytes) -> int:
+    """The size in a chunk-size line (RFC 9112 7.1: 1*HEXDIG, then optional BWS and ;extensions).
+
+    Stricter than int(x, 16), which would also take "0x1f", "+1f", "1_f" or surrounding spaces: a
+    proxy that reads a chunk boundary differently from the runtime behind it is a smuggling bug."""
+    digits = line.split(b";", 1)[0].rstrip(b" \t") if b";" in line else line
+    if not digits or len(digits) > MAX_CHUNK_DIGITS or not _HEX.issuperset(digits):
+        raise HttpError("bad chunk size", 502)
+    return int(digits, 16)
+
+
 class ChunkedBody:
     """Transfer-Encoding: chunked, decoded incrementally (the raw bytes are forwarded as is)."""
 
@@ -131,13 +146,7 @@ class ChunkedBody:
                     if n - pos > MAX_CHUNK_LINE:
                         raise HttpError("chunk size line too long", 502)
                     break
-                line = buf[pos:nl]
-                try:
-                    size = int(line.split(b";", 1)[0] if b";" in line else line, 16)
-                except ValueError:
-                    raise HttpError("bad chunk size", 502) from None
-                if size < 0:
-                    raise HttpError("bad chunk size", 502)
+                size = chunk_size(buf[pos:nl])
                 pos = nl + 2
                 if size == 0:
                     self.state = self.TRAILER
