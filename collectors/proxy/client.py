@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LINGER_S = 2.0  # how long a refused connection is drained before it is closed
 REASONS = {
     400: b"Bad Request",
     413: b"Content Too Large",
@@ -46,6 +47,7 @@ class ClientConn(asyncio.Protocol):
         self.closed = False
         self.close_after = False
         self.paused = False
+        self.refused = False
         self._idle: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
@@ -55,8 +57,10 @@ class ClientConn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) and peer else ""
         refusal = self.proxy.admit_connection(self)
-        if refusal:
-            self.fail(503, refusal)
+        if refusal:  # answered and closed at once: a flood over the cap holds nothing
+            self.close_after = self.refused = True
+            self.reply(503, {"error": refusal})
+            transport.close()
             return
         self._arm_idle()
 
@@ -77,8 +81,8 @@ class ClientConn(asyncio.Protocol):
             self.upstream.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+        if self.refused or self.closed:
+            return  # refused: whatever else comes is read and dropped until the close
         self.buf += data
         if self.exchange is None:
             self._dispatch()
@@ -104,12 +108,24 @@ class ClientConn(asyncio.Protocol):
         self.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
 
     def fail(self, status: int, message: str) -> None:
-        """Refuse and close (after what was written has gone)."""
+        """Refuse and close. The answer goes out with a FIN, and what the client still sends is
+        read and dropped for a moment (a "lingering close", as nginx does): closing a socket with
+        unread bytes would send a reset that can destroy the answer before the client reads it."""
         self.close_after = True
         self.reply(status, {"error": message})
         self.buf.clear()
-        if self.transport is not None:
-            self.transport.close()
+        self.refused = True
+        transport, loop = self.transport, self.proxy.loop
+        if transport is None:
+            return
+        if loop is None or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.paused:
+            self.paused = False
+            transport.resume_reading()
+        loop.call_later(LINGER_S, transport.close)
 
     def abort(self) -> None:
         self.close_after = True
