@@ -113,7 +113,16 @@ def chunk_size(line: bytes) -> int:
     digits = line.split(b";", 1)[0].rstrip(b" \t") if b";" in line else line
     if not digits or len(digits) > MAX_CHUNK_DIGITS or not _HEX.issuperset(digits):
         raise HttpError("bad chunk size", 502)
-    return int(digits, 16)
+    size = int(digits, 16)
+    if digits is line and size and len(_SIZES) < _SIZES_MAX:
+        _SIZES[line] = size
+    return size
+
+
+# chunk-size lines of plain hex digits, as streams send them, and their values: looked up rather
+# than re-validated for every chunk (the strict parse fills it; bounded)
+_SIZES: dict[bytes, int] = {}
+_SIZES_MAX = 4096
 
 
 class ChunkedBody:
@@ -129,6 +138,13 @@ class ChunkedBody:
 
     def feed(self, data: bytes) -> tuple[bytes, int, bool]:
         held = len(self.pending)
+        if not held and self.state == self.SIZE:
+            # the usual read of a stream: exactly one whole chunk (one token, one event)
+            nl = data.find(b"\r\n")
+            if 0 < nl <= MAX_CHUNK_DIGITS and data[-2:] == b"\r\n":
+                size = _SIZES.get(data[:nl])
+                if size is not None and nl + 4 + size == len(data):
+                    return data[nl + 2 : nl + 2 + size], len(data), False
         buf = self.pending + data if held else data
         pos = 0
         out: list[bytes] = []

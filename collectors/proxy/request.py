@@ -26,9 +26,13 @@ from collectors.proxy.http1 import MAX_HEAD, ChunkedBody, Head, HttpError, conte
 
 # RFC 9110 5.6.2 token
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# control characters other than TAB, and any CR or LF that is not part of a CRLF
-_BAD_CHAR = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# control characters other than TAB, CR and LF (those two are checked to come only as CRLF)
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+_METHODS = frozenset((b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"))
+# header names seen before, as sent -> lower-cased: a token check once per distinct name (bounded)
+_NAMES: dict[bytes, bytes] = {}
+_NAMES_MAX = 1024
 # origin-form (RFC 9112 3.2.1): an absolute path and an optional query, visible ASCII only
 _ORIGIN_FORM = re.compile(rb"/[\x21-\x7e]*")
 _VERSION = re.compile(rb"HTTP/(\d)\.(\d)")
@@ -64,30 +68,43 @@ def normalise_path(target: bytes) -> str:
 
 def parse_request_head(raw: bytes) -> tuple[bytes, bytes, bytes, Head]:
     """(method, target, version, head) of a request head without its final CRLFCRLF."""
-    bad = _BAD_CHAR.search(raw)
+    bad = _CTL.search(raw)
     if bad is not None:
         raise HttpError(f"control character {bad.group()!r} in the request head")
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\r") != crlf or raw.count(b"\n") != crlf:
+        raise HttpError("bare CR or LF in the request head")
     lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3:
         raise HttpError("malformed request line")
     method, target, version = parts
-    if _TOKEN.fullmatch(method) is None:
+    if method not in _METHODS and _TOKEN.fullmatch(method) is None:
         raise HttpError("malformed method")
-    m = _VERSION.fullmatch(version)
-    if m is None:
-        raise HttpError("malformed HTTP version")
-    if m.group(1) != b"1":
-        raise HttpError("only HTTP/1.x is supported", 505)
+    if version == b"HTTP/1.1":
+        version = b"HTTP/1.1"
+    else:
+        m = _VERSION.fullmatch(version)
+        if m is None:
+            raise HttpError("malformed HTTP version")
+        if m.group(1) != b"1":
+            raise HttpError("only HTTP/1.x is supported", 505)
+        version = b"HTTP/1.0" if m.group(2) == b"0" else b"HTTP/1.1"
     if _ORIGIN_FORM.fullmatch(target) is None:
         raise HttpError("request target must be an absolute path (origin-form)")
     parsed: list[tuple[bytes, bytes, bytes]] = []
     index: dict[bytes, list[bytes]] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or _TOKEN.fullmatch(name) is None:
+        lname = _NAMES.get(name)
+        if lname is None:
+            if not sep or _TOKEN.fullmatch(name) is None:
+                raise HttpError(f"malformed header line {line[:60]!r}")
+            lname = name.lower()
+            if len(_NAMES) < _NAMES_MAX:
+                _NAMES[name] = lname
+        elif not sep:
             raise HttpError(f"malformed header line {line[:60]!r}")
-        lname = name.lower()
         value = value.strip(b" \t")
         parsed.append((lname, name, value))
         values = index.get(lname)
@@ -97,9 +114,7 @@ def parse_request_head(raw: bytes) -> tuple[bytes, bytes, bytes, Head]:
             values.append(value)
     if len(index.get(b"host", ())) > 1:
         raise HttpError("duplicate Host header")
-    return method, target, (b"HTTP/1.0" if m.group(2) == b"0" else b"HTTP/1.1"), Head(
-        lines[0], parsed, index
-    )
+    return method, target, version, Head(lines[0], parsed, index)
 
 
 class RequestReader:
