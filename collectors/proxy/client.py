@@ -151,8 +151,10 @@ class ClientConn(asyncio.Protocol):
             self.proxy.start(self, request)
         except Exception:  # pragma: no cover - defensive: a bug must not take the listener down
             log.exception("proxy failed to start a request")
-            self.exchange = None
-            self.fail(502, "proxy error")
+            if self.exchange is not None:
+                self.exchange.crashed()  # its slot, upstream connection and record, as always
+            else:
+                self.fail(502, "proxy error")
 
     def exchange_done(self, exchange: Exchange) -> None:
         """From Exchange.finish: close, or wait for (or start at once) the next request."""

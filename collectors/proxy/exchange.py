@@ -104,7 +104,7 @@ class Exchange:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.proxy.log_failure(task.exception())
-            self.finish(Outcome.FAILED, "proxy error")
+            self.crashed()
 
     def _send(self, up: UpstreamConn, reused: bool) -> None:
         if not self.t_forward:
@@ -148,6 +148,11 @@ class Exchange:
     def abandon(self) -> None:
         """The client went away."""
         self.finish(Outcome.GONE)
+
+    def crashed(self) -> None:
+        """A bug in the proxy broke this exchange: answer 502, close, clean up all the same."""
+        self.conn.close_after = True
+        self.finish(Outcome.FAILED, "proxy error")
 
     # -- the end ------------------------------------------------------------------------------
     def finish(self, outcome: Outcome, detail: str = "") -> None:
