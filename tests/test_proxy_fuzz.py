@@ -318,3 +318,32 @@ def test_a_client_may_choose_only_configured_priorities(proxy):
     everything = ProxySettings(client_priorities=frozenset({"high", "normal", "low"}))
     assert priority(everything, b"high") == "high"
     assert priority(everything, b"urgent") is None
+
+
+def test_request_bytes_held_across_connections_are_bounded():
+    """Bodies trickling in on many connections at once: past the total, the connection that grows
+    gets 503 (and the proxy's count of held bytes goes back to zero when they are gone)."""
+    limits = ProxySettings(max_body=MAX_BODY, max_buffered=3 * MAX_BODY)
+    with ThreadedProxy(limits) as running:
+        assert running.proxy is not None
+        px = running.proxy
+        head = build([], framing=[b"Content-Length: %d" % MAX_BODY], body=b"")
+        socks = [running.connect() for _ in range(4)]
+        try:
+            for sock in socks[:3]:
+                sock.sendall(head + b"x" * (MAX_BODY - 100))  # each holds almost a whole body
+            for _ in range(500):
+                if running.call(lambda: px.buffered) >= 3 * (MAX_BODY - 100):
+                    break
+            socks[3].sendall(head + b"x" * 1000)
+            assert read_response(socks[3])[0] == 503
+            assert len(running.upstream.received) == 0
+            socks[0].sendall(b"x" * 100)  # the first completes within its own limit
+            assert read_response(socks[0])[0] == 200
+        finally:
+            for sock in socks:
+                sock.close()
+        for _ in range(500):
+            if running.call(lambda: px.buffered == 0 and not px.clients):
+                break
+        assert running.call(lambda: px.buffered) == 0

@@ -136,8 +136,9 @@ class RequestReader:
         self._continue = False
 
     @property
-    def in_body(self) -> bool:
-        return self._first is not None
+    def held(self) -> int:
+        """Payload bytes of a chunked body decoded so far (held here until the request is whole)."""
+        return self._size
 
     def continue_due(self) -> bool:
         """True once, when the head asked for `100 Continue` and the body has not arrived."""
