@@ -347,3 +347,22 @@ def test_request_bytes_held_across_connections_are_bounded():
             if running.call(lambda: px.buffered == 0 and not px.clients):
                 break
         assert running.call(lambda: px.buffered) == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/api/generate", "/api/generate"),
+        (b"/api/gener%61te?x=%2e", "/api/generate"),
+        (b"//api/./generate/", "/api/generate/"),
+        (b"/x/../api/generate", "/api/generate"),
+        (b"/../../api/generate/..", "/api/"),
+        (b"/api%2Fgenerate", "/api/generate"),
+        (b"/v2/models/MyModel/infer", "/v2/models/MyModel/infer"),  # case kept for the record
+        (b"/", "/"),
+    ],
+)
+def test_normalised_paths(target, path):
+    from collectors.proxy.request import normalise_path
+
+    assert normalise_path(target) == path

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 # POST paths that run a model (everything else is forwarded but not recorded or throttled);
-# matched against the normalised, lower-cased path (collectors.proxy.request.classify_path)
+# matched, without regard to case, against the normalised path (collectors.proxy.request)
 _INFERENCE = re.compile(
     r"^(/api/(generate|chat|embed|embeddings)"
     r"|(/v1)?/(chat/completions|completions|embeddings|responses|completion|infill|embedding"
     r"|rerank|reranking)"
     r"|/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate|generate_stream)"
-    r"|/generate)/?$"
+    r"|/generate)/?$",
+    re.IGNORECASE,
 )
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){0,300})"')
 PEEK_JSON_MAX = 256 * 1024
@@ -51,7 +52,7 @@ def is_inference(kind: str, method: bytes, path: str) -> bool:
 
 
 def _ollama_dialect(path: str) -> bool:
-    return path.startswith("/api/")
+    return path[:5].lower() == "/api/"
 
 
 def peek(kind: str, path: str, body: bytes) -> Peek:
@@ -66,9 +67,10 @@ def peek(kind: str, path: str, body: bytes) -> Peek:
         if not isinstance(obj, dict):
             return NOTHING
         model = obj.get("model")
+        lowered = path.lower()
         control = (
-            path.startswith("/api/generate") and not obj.get("prompt") and not obj.get("images")
-        ) or (path.startswith("/api/chat") and not obj.get("messages"))
+            lowered.startswith("/api/generate") and not obj.get("prompt") and not obj.get("images")
+        ) or (lowered.startswith("/api/chat") and not obj.get("messages"))
         return Peek(model if isinstance(model, str) else None, control)
     match = _MODEL_RE.search(body)
     if match:
