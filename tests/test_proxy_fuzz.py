@@ -366,3 +366,20 @@ def test_normalised_paths(target, path):
     from collectors.proxy.request import normalise_path
 
     assert normalise_path(target) == path
+
+
+@settings(**FUZZ)
+@given(
+    st.sampled_from([b"", b"POST /api/generate HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n"]),
+    st.binary(max_size=600),
+)
+def test_whatever_bytes_arrive_the_proxy_answers_or_closes_and_keeps_serving(proxy, prefix, junk):
+    with proxy.connect() as sock:
+        sock.settimeout(2)
+        try:
+            sock.sendall(prefix + junk + b"\r\n\r\n")
+            status, _ = read_response(sock)
+        except (TimeoutError, OSError):  # waiting for more of a body it was promised: fine
+            status = None
+    assert status is None or 100 <= status < 600
+    still_serving(proxy)
