@@ -383,3 +383,18 @@ def test_whatever_bytes_arrive_the_proxy_answers_or_closes_and_keeps_serving(pro
             status = None
     assert status is None or 100 <= status < 600
     still_serving(proxy)
+
+
+def test_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_BODY", "1024")
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_CONNECTIONS", "0")  # below its minimum of 1: default
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_PER_CLIENT", "many")  # not a number: default
+    monkeypatch.setenv("THOXDASH_PROXY_IDLE_S", "nan")
+    monkeypatch.setenv("THOXDASH_PROXY_CLIENT_PRIORITY", "high, LOW ,urgent")
+    got = ProxySettings.from_env()
+    default = ProxySettings()
+    assert got.max_body == 1024
+    assert got.max_connections == default.max_connections
+    assert got.max_per_client == default.max_per_client
+    assert got.idle_timeout_s == default.idle_timeout_s
+    assert got.client_priorities == frozenset({"high", "low"})
