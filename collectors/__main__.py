@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from collectors.runtimes import kind_names
 from collectors.store import (
     DEFAULT_URL,
     StoreUnavailable,
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="latency-recording reverse proxy")
     proxy.add_argument("--listen", required=True, help="HOST:PORT")
     proxy.add_argument("--upstream", required=True, help="URL of the runtime")
-    proxy.add_argument("--runtime", required=True, help="ollama|openai|llamacpp|vllm|tensorrt_llm|triton")
+    proxy.add_argument("--runtime", required=True,
+                       help="the runtime's name in series labels, e.g. its kind: " + "|".join(kind_names()))
     proxy.add_argument("--device", required=True, type=_device)
     proxy.add_argument("--redis", default=redis_default)
     proxy.set_defaults(func=cmd_proxy)

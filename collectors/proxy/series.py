@@ -43,8 +43,9 @@ def latency_values(runtime: str, requests: list[dict[str, Any]]) -> dict[str, fl
             ("completion_tokens", "completion_s", DECODE_TPS),
             ("prompt_tokens", "prompt_s", PROMPT_TPS),
         ):
+            # prompt speed over the tokens the runtime processed: cached ones took no time
             pairs = [
-                (r[tok], r[secs])
+                (r[tok] - (_cached(r) if name == PROMPT_TPS else 0), r[secs])
                 for r in reqs
                 if isinstance(r.get(tok), (int, float)) and isinstance(r.get(secs), (int, float))
             ]
@@ -52,6 +53,11 @@ def latency_values(runtime: str, requests: list[dict[str, Any]]) -> dict[str, fl
             if total_s > 0:
                 out[series_key(name, **labels)] = sum(t for t, _ in pairs) / total_s
     return out
+
+
+def _cached(req: dict[str, Any]) -> float:
+    cached = req.get("cached_tokens")
+    return float(cached) if isinstance(cached, (int, float)) and not isinstance(cached, bool) else 0.0
 
 
 def req_runtime(reqs: list[dict[str, Any]], default: str) -> str:
