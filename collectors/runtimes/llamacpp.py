@@ -51,7 +51,8 @@ from collectors.runtimes.kind import (
 from collectors.runtimes.scrape import Scrape, total
 from collectors.series import series_key
 
-STATES_MAX_AGE = 1.0  # seconds a /models + /props answer serves loaded_models() and metrics()
+STATES_MAX_AGE = 1.0
+NO_AUTOLOAD = "false"  # seconds a /models + /props answer serves loaded_models() and metrics()
 RATE_GAUGES = ("llamacpp:predicted_tokens_seconds", "llamacpp:prompt_tokens_seconds")
 
 
@@ -64,6 +65,11 @@ def _status(entry: dict[str, Any]) -> str | None:
 
 def _entry_name(entry: dict[str, Any]) -> str | None:
     return model_name(entry.get("id")) or model_name(entry.get("model")) or model_name(entry.get("name"))
+
+
+def router_params(model: str | None) -> dict[str, str] | None:
+    """The query a router-mode GET needs: the model, and no loading it as a side effect."""
+    return {"model": model, "autoload": NO_AUTOLOAD} if model else None
 
 
 def slot_values(slots: list[dict[str, Any]]) -> dict[str, float]:
@@ -148,7 +154,7 @@ class LlamaCppClient(RuntimeClient):
 
     def slots(self, model: str | None = None) -> list[dict[str, Any]]:
         """/slots (wakes a sleeping server: callers check model_states first)."""
-        body = self._json("GET", "/slots", params={"model": model} if model else None)
+        body = self._json("GET", "/slots", params=router_params(model))
         if not isinstance(body, list):
             raise RuntimeApiError("llama-server /slots: not a list")
         return [s for s in body if isinstance(s, dict)]
@@ -170,7 +176,7 @@ class LlamaCppClient(RuntimeClient):
         else:
             models_for_metrics = models
         for model in models_for_metrics:
-            params = {"model": model} if model else None
+            params = router_params(model)
             labels = {"model": model} if model else {}
             try:
                 values = parse_prometheus(self.metrics_text(params=params), labels)
@@ -286,7 +292,7 @@ def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
     models = client.awake_models() if client.router else [None]
     running = waiting = 0.0
     for model in models:
-        s = sc.samples(params={"model": model} if model else None)
+        s = sc.samples(params=router_params(model))
         label = model or sc.model or next(iter(states), "")
         for series, gauge, secs, count in (
                 (DECODE_TPS, "predicted_tokens_seconds", "tokens_predicted_seconds_total", "tokens_predicted_total"),

@@ -96,11 +96,13 @@ def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
     """GET /prometheus/metrics histograms as interval means; GET /metrics iteration stats
     (numActiveRequests, numQueuedRequests, iterLatencyMS) when enable_iter_perf_stats is on."""
     s = sc.samples("/prometheus/metrics")
-    sc.histograms(s, {"trtllm_time_to_first_token_seconds": TTFT, "trtllm_e2e_request_latency_seconds": TOTAL,
-                      "trtllm_request_queue_time_seconds": QUEUE,
-                      "trtllm_time_per_output_token_seconds": DECODE_TPS}, "model_name", values,
+    # tensorrt_llm/metrics/collector.py names them without a prefix in some versions, `trtllm_` in others
+    p = "trtllm_" if any(name.startswith("trtllm_") for name, _ in s) else ""
+    sc.histograms(s, {f"{p}time_to_first_token_seconds": TTFT, f"{p}e2e_request_latency_seconds": TOTAL,
+                      f"{p}request_queue_time_seconds": QUEUE,
+                      f"{p}time_per_output_token_seconds": DECODE_TPS}, "model_name", values,
                   per_token=DECODE_TPS)
-    for model, value in by_label(s, "trtllm_request_success_total", "model_name").items():
+    for model, value in by_label(s, f"{p}request_success_total", "model_name").items():
         values[sc.key(REQUESTS_TOTAL, model or sc.model)] = value
     client = sc.client
     assert isinstance(client, TensorRtLlmClient)
