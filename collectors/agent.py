@@ -151,7 +151,10 @@ class Agent:
     def run(self, stop: threading.Event, tick_s: float = 0.25) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a failure is data, never the end of the agent: next tick goes on
+                log.exception("agent tick failed")
             stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
         self.close()
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: migrate, create the admin, then web + Celery worker + beat + agent (+ demo replay)
-# under one supervisor (honcho). Ctrl-C stops everything.
+# under one supervisor (scripts/supervise.py) that restarts a process that dies. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -27,4 +27,4 @@ DEVICE="${THOXDASH_DEVICE:-$(hostname | tr -c 'A-Za-z0-9_.\n-' '-' | cut -c1-64)
   fi
 } > .run/Procfile
 echo "ThoxDash: http://127.0.0.1:$THOXDASH_PORT/  (user: admin; Redis: $REDIS_URL; this machine: $DEVICE)"
-exec .venv/bin/honcho -f .run/Procfile -d . start
+exec $PY scripts/supervise.py .run/Procfile

@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "thoxdash.outage.StoreOutageMiddleware",  # 503 (not 500) while Redis is away
 ]
 
 ROOT_URLCONF = "thoxdash.urls"

@@ -262,18 +262,31 @@ def _claimed_id(fields: dict[str, str]) -> str | None:
 
 class ExecutorHook:
     """The agent hook: each tick, start a poll in the executor's own thread unless one is still
-    running, so a slow action (a tool taking seconds) never delays telemetry."""
+    running, so a slow action (a tool taking seconds) never delays telemetry. After a failed poll
+    (Redis away) the next one waits 1 s doubling to 10 s: one warning per retry, not per tick."""
 
     def __init__(self, executor: Executor):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
         self.running: Future | None = None
+        self.backoff = 0.0
+        self.retry_at = 0.0
 
     def __call__(self, agent: Any, now: float) -> None:
         if self.running is not None and not self.running.done():
             return
-        if self.running is not None and self.running.exception() is not None:
-            log.warning("action executor: %s", self.running.exception())
+        if self.running is not None:
+            error = self.running.exception()
+            self.running = None
+            if error is not None:
+                self.backoff = min(10.0, max(1.0, self.backoff * 2))
+                self.retry_at = time.monotonic() + self.backoff
+                log.warning("action executor: %s: %s (retry in %.0f s)", error.__class__.__name__, error,
+                            self.backoff)
+            else:
+                self.backoff = 0.0
+        if time.monotonic() < self.retry_at:
+            return
         self.running = self.pool.submit(self.executor.poll)
 
 
