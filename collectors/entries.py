@@ -81,6 +81,10 @@ def encode(record: Any) -> tuple[str | None, str]:
     return text, ""
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 class BadEntry(ValueError):
     """A stream entry that is not a usable record."""
 
@@ -93,7 +97,7 @@ def decode(fields: dict[str, str], rollup: bool = False) -> dict[str, Any]:
     if len(text) > MAX_RECORD_BYTES:
         raise BadEntry(f"{len(text)} bytes, over the {MAX_RECORD_BYTES}-byte limit")
     try:
-        record = json.loads(text)
+        record = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise BadEntry(f"not JSON ({exc})") from None
     why = problem(record, rollup)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -107,10 +108,22 @@ def decode_state(raw: dict[str, str]) -> dict[str, Any]:
         if k == "__ts":
             continue
         try:
-            state[k] = json.loads(v)
-        except ValueError:
+            state[k] = json.loads(v, parse_constant=_no_constant)
+        except ValueError:  # not JSON (or NaN/Infinity, which JSON has not): kept as text
             state[k] = v
     return state
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 class TelemetryStore:
@@ -244,10 +257,12 @@ class TelemetryStore:
         values = {}
         for k, v in raw.items():
             try:
-                values[k] = float(v)
+                value = float(v)
             except ValueError:
                 continue
-        return {"ts": float(ts) if ts else None, "values": values, "state": decode_state(state_raw)}
+            if math.isfinite(value):  # NaN/Infinity written around the store is not JSON: skipped
+                values[k] = value
+        return {"ts": _finite(ts), "values": values, "state": decode_state(state_raw)}
 
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
