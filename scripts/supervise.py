@@ -59,7 +59,7 @@ class Child:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["bash", "-c", f"exec {self.command}"], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(["bash", "-c", self.command], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.started = time.monotonic()
         say(self.name, f"started with pid {self.proc.pid}")
