@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,13 +24,13 @@ from collectors.actions import signing
 from collectors.store import TelemetryStore, connect
 from scripts.ensure_browser import chromium
 from tests import fake_device
-from tests.faults import RedisServer, session_cookie, wait_for
-from tests.stack import ROOT, free_port
+from tests.faults import MakeRun, RedisServer, session_cookie, wait_for
+from tests.stack import ROOT
 
 OUTAGE_S = 8.0
-DEVICE = "fault-host"
-KEY = "fault-run-agent-key"
-PASSWORD = "admin-pass-123"
+DEVICE = MakeRun.DEVICE
+KEY = MakeRun.KEY
+PASSWORD = MakeRun.PASSWORD
 NEWEST_X = """() => {
   let best = 0;
   document.querySelectorAll('.js-plotly-plot').forEach(function (c) {
@@ -43,54 +42,6 @@ NEWEST_X = """() => {
   });
   return best;
 }"""
-
-
-def agent_root(tmp: Path) -> Path:
-    """A fake device tree (actions act on it, never on this machine) with this machine's /proc
-    counters copied in, so the host source samples every second."""
-    root = fake_device.build(tmp / "root")
-    for name in ("stat", "meminfo", "loadavg"):
-        (root / "proc").mkdir(exist_ok=True)
-        (root / "proc" / name).write_text(Path("/proc", name).read_text())
-    return root
-
-
-class MakeRun:
-    def __init__(self, tmp: Path, redis_url: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.root = agent_root(tmp)
-        self.log = tmp / "make-run.log"
-        self.prefix = "thoxfaultrun:"
-        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "REDIS_URL": redis_url,
-                    "THOXDASH_REDIS_PREFIX": self.prefix, "THOXDASH_RUN_DIR": str(tmp / "run"),
-                    "THOXDASH_PORT": str(self.port), "THOXDASH_ADMIN_PASSWORD": PASSWORD,
-                    "THOXDASH_SECRET_KEY": "test-secret-key-for-the-fault-run-only-0123456789",
-                    "THOXDASH_AGENT_KEY": KEY, "THOXDASH_METRICS_TOKEN": "fault-run-token",
-                    "THOXDASH_DEVICE": DEVICE, "THOXDASH_AGENT_ROOT": str(self.root),
-                    "DJANGO_SETTINGS_MODULE": "thoxdash.settings", "PYTHONPATH": str(ROOT)}
-        self.env.pop("PYTEST_CURRENT_TEST", None)
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def exits(self) -> list[str]:
-        return [line for line in self.text().splitlines() if "exited with code" in line]
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # the supervisor stops every process it started
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
 
 def _status(url: str, cookie: str, path: str) -> int:
