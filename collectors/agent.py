@@ -65,7 +65,10 @@ class Agent:
         for source in self.sources:
             if source.name in self._running or now < self._next_due[source.name]:
                 continue
-            self._next_due[source.name] = now + source.interval
+            # fixed rate (due + interval), so 0.25 s ticks do not let samples drift a second in ~70;
+            # after a stall longer than one interval the schedule restarts from now (no burst)
+            due = self._next_due[source.name]
+            self._next_due[source.name] = due + source.interval if now - due < source.interval else now + source.interval
             self._running[source.name] = (self._pool.submit(self._collect_one, source, now), time.monotonic())
             fresh.add(source.name)
         deadline = time.monotonic() + (min(self.source_timeout, self.wait_s) if wait else 0)
@@ -151,7 +154,10 @@ class Agent:
     def run(self, stop: threading.Event, tick_s: float = 0.25) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a failure is data, never the end of the agent: next tick goes on
+                log.exception("agent tick failed")
             stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
         self.close()
 

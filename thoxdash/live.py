@@ -6,6 +6,7 @@ Plain functions, no Django: the websocket consumer, the range API and the rollup
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -208,3 +209,23 @@ def memory_points(series: Columns) -> tuple[dict[str, list[tuple[float, float]]]
         elif name == "runtime_ceiling_bytes":
             ceilings[runtime] = ys[-1]
     return memory, ceilings
+
+
+def split_series(series: Columns, part_bytes: int, max_bytes: int) -> tuple[list[Columns], int]:
+    """Cut a series map into parts of at most ~`part_bytes` of JSON each (a part holds whole series;
+    one larger than `part_bytes` goes alone), keeping at most `max_bytes` in all. Returns the parts
+    (at least one, maybe empty) and how many series were left out for the bound."""
+    parts: list[Columns] = [{}]
+    size = total = dropped = 0
+    for key in sorted(series):
+        cost = len(key) + 8 + len(json.dumps(series[key], separators=(",", ":")))
+        if total + cost > max_bytes:
+            dropped += 1
+            continue
+        if size and size + cost > part_bytes:
+            parts.append({})
+            size = 0
+        parts[-1][key] = series[key]
+        size += cost
+        total += cost
+    return parts, dropped

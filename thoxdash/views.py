@@ -146,16 +146,10 @@ def _query(**params: str) -> str:
 
 
 def _webhook_tester():
-    """The notifier's test function (advisors.notify), when that module provides one."""
-    try:
-        from advisors import notify
-    except ImportError:
-        return None
-    for name in ("send_test", "test_webhook", "send_test_notification"):
-        fn = getattr(notify, name, None)
-        if callable(fn):
-            return fn
-    return None
+    """The notifier's test function."""
+    from advisors.notify.sender import send_test
+
+    return send_test
 
 
 @login_required

@@ -302,6 +302,19 @@
     }, wait);
   }
 
+  // A large snapshot arrives as "snapshot" (parts > 1) then "snapshot_part" messages, each under
+  // the websocket's frame limit: hold the parts, hand on the whole snapshot once the last arrived.
+  var partial = null;
+  function gather(msg) {
+    if (msg.type === "snapshot" && msg.parts > 1) { partial = msg; return null; }
+    if (msg.type !== "snapshot_part") return msg;
+    if (!partial) return null;
+    Object.keys(msg.series || {}).forEach(function (k) { partial.series[k] = msg.series[k]; });
+    if (msg.part < partial.parts - 1) return null;
+    var whole = partial; partial = null;
+    return whole;
+  }
+
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
     // a stored range needs only updates (for liveness), not the live window's snapshot
@@ -312,6 +325,8 @@
       plotlyReady.then(function () { receive(msg); });
     };
     function receive(msg) {
+      msg = gather(msg);
+      if (!msg) return;
       if (msg.type === "snapshot" && mode === "live") { pending = null; renderAll(msg); return; }
       if (msg.now) skew = msg.now * 1000 - Date.now();
       Object.keys(msg.series || {}).forEach(function (k) { var xs = msg.series[k][0]; if (xs.length) lastSample = Math.max(lastSample, xs[xs.length - 1] * 1000); });
