@@ -166,8 +166,6 @@ class Agent:
 
 def default_sources(root: Path, interval: float | None = None) -> list[Source]:
     """Every source that applies to this machine, at its default interval."""
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources, interval_for
+    from collectors.sources.registry import agent_sources
 
-    sources: list[Source] = [HostSource(root=root, interval=interval_for("host", interval))]
-    return sources + [s for s in extra_sources(root, interval) if s.available()]
+    return agent_sources(root, interval)

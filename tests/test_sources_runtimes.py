@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from collectors.agent import Agent
 from collectors.sources import procs
 from collectors.sources.host import HostSource
-from collectors.sources.runtimes import RuntimeConfigError, RuntimeSource, load_specs, nvmap_clients
+from collectors.sources.runtimes import RuntimeConfigError, RuntimeSource, load_specs
+from collectors.tegra import nvmap_memory_by_pid as nvmap_clients
 from tests.procfs import add_process, write
 from tests.runtime_servers import LoopbackServer, OllamaState, ollama_model, ollama_routes
 

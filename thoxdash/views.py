@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from advisors.telemetry import store
+from collectors.catalog import chart_series
 from collectors.store import DEVICE_ID
 from collectors.text import is_uint
 from thoxdash.devices import device_list
@@ -58,6 +59,7 @@ def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[d
         "stale_after_s": settings.STALE_AFTER_S,
         "live_window_s": settings.LIVE_WINDOW_S,
         "max_updates_per_s": settings.LIVE_MAX_UPDATES_PER_S,
+        "charts": chart_series(),  # chart id -> the metric names it draws (collectors/catalog.py)
     }, state, checklist(state, config)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from collectors.series import series_key
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
+from collectors.tegra import zone_label
 
 try:  # optional, AGPL-3.0: only where the user installed it
     from jtop import JtopException
@@ -138,7 +139,7 @@ def _sensors(raw: dict[str, Any], out: dict[str, float | None]) -> None:
     temps = raw.get("temperature") if isinstance(raw.get("temperature"), dict) else {}
     for zone, info in list(temps.items())[:128]:
         if isinstance(info, dict) and info.get("online", True):
-            out[key1("temperature_celsius", "zone", _label(zone).lower())] = _num(info.get("temp"), 1.0, 200.0, -100.0)
+            out[key1("temperature_celsius", "zone", zone_label(str(zone)))] = _num(info.get("temp"), 1.0, 200.0, -100.0)
     power = raw.get("power") if isinstance(raw.get("power"), dict) else {}
     rails = dict(power.get("rail") or {}) if isinstance(power.get("rail"), dict) else {}
     total = power.get("tot")
@@ -373,6 +374,11 @@ class JtopSource(Source):
                 if size is not None and row[0] > 0:
                     out[row[0]] = out.get(row[0], 0) + int(size)
         return out
+
+    def writing(self) -> frozenset[str]:
+        if self._client is not None:
+            return super().writing()
+        return self.fallback.writing() if self.fallback is not None else frozenset()
 
     def close(self) -> None:
         if self._client is not None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
+from collectors.tegra import zone_label
 
 MIB = 1024 * 1024
 _MAX_LINE = 8192
@@ -84,14 +85,6 @@ def _ratio(percent: str | None) -> float | None:
 def _mhz(text: str | None) -> float | None:
     value = _num(text)
     return None if value is None or value > 100_000 else value * 1e6
-
-
-def _zone(name: str) -> str:
-    name = name.lower()
-    for suffix in ("-thermal", "_thermal"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
 
 
 def _mib(text: str | None) -> float | None:
@@ -194,7 +187,7 @@ def _temperature(token: str, out: dict[str, float]) -> None:
     if m:
         celsius = _num(m.group(2))
         if celsius is not None and -100.0 < celsius < 200.0:  # -256 = no sensor
-            out[key1("temperature_celsius", "zone", _zone(m.group(1)))] = celsius
+            out[key1("temperature_celsius", "zone", zone_label(m.group(1)))] = celsius
 
 
 def _rail(name: str, value: str, out: dict[str, float]) -> None:
