@@ -92,6 +92,8 @@ METRICS = (
     Metric("ram_available_bytes", "bytes", "RAM available to new work.", ("host", "jtop"), live=True),
     Metric("ram_largest_free_block_bytes", "bytes", "Largest free block of RAM (tegrastats lfb).", ("tegrastats",),
            live=True),
+    Metric("ram_largest_free_block_count", "1", "How many of the largest free blocks there are (tegrastats lfb).",
+           ("tegrastats",), live=True),
     Metric("swap_total_bytes", "bytes", "Total swap.", JETSON_HOST, live=True),
     Metric("swap_used_bytes", "bytes", "Swap in use.", JETSON_HOST, live=True),
     Metric("swap_cached_bytes", "bytes", "Swap cached in RAM.", ("jtop", "tegrastats"), live=True),
