@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from collectors.sources.registry import AgentConfigError
 
     try:
-        return args.func(args)
+        return int(args.func(args))
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from collectors.series import SeriesKeyError, normalize_series_key
 
@@ -90,7 +90,7 @@ def validate_record(obj: Any) -> dict[str, Any]:
         obj = {**obj, "values": values}
     elif kind == "event" and not isinstance(body.get("kind"), str):
         raise RecordingError("'event' needs a string 'kind'")
-    return obj
+    return cast("dict[str, Any]", obj)
 
 
 def parse_line(text: str, *, line: int | None = None, path: str | None = None) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def shrink(series: Columns, points: int) -> Columns:
     out: Columns = {}
     for key, (xs, ys) in series.items():
         dx, dy = downsample(xs, ys, points)
-        out[key] = [[round(x, 3) for x in dx], [compact(y) for y in dy]]
+        out[key] = [[round(x, 3) for x in dx], [compact(y) for y in dy]]  # type: ignore[misc]  # None: JSON null
     return out
 
 

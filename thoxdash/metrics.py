@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import redis
 from django.conf import settings
@@ -112,7 +112,7 @@ def _handler(request: HttpRequest) -> HttpResponse:
     return HttpResponse(render(latest), content_type=CONTENT_TYPE_LATEST)
 
 
-_with_api_auth = api_auth()(_handler)
+_with_api_auth: Callable[[HttpRequest], HttpResponse] = api_auth()(_handler)
 
 
 @require_GET

@@ -188,10 +188,12 @@ def _describe(result: object) -> str:
     if result is None:
         return "ok"
     if hasattr(result, "http_status") or hasattr(result, "status"):
-        parts = [f"HTTP {result.http_status}" if getattr(result, "http_status", None) else "",
+        status = getattr(result, "http_status", None)
+        parts = [f"HTTP {status}" if status else "",
                  str(getattr(result, "status", "")), str(getattr(result, "error", "") or "")[:200]]
-        if getattr(result, "duration_ms", None) is not None:
-            parts.append(f"{result.duration_ms:.0f} ms")
+        duration = getattr(result, "duration_ms", None)
+        if duration is not None:
+            parts.append(f"{duration:.0f} ms")
         return ", ".join(p for p in parts if p)
     return json.dumps(result, default=str)[:300] if isinstance(result, (dict, list)) else str(result)[:300]
 

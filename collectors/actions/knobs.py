@@ -87,7 +87,7 @@ class IrqAffinity(KnobAction):
     safe = True
 
     def best_effort(self, params: dict[str, Any]) -> bool:
-        return params["irq"] == "all"
+        return bool(params["irq"] == "all")
 
     def validate(self, params: dict[str, Any], ctx: ActionContext | None) -> dict[str, Any]:
         no_extra(params, {"irq", "cpus"})
@@ -240,7 +240,7 @@ class CgroupMemory(KnobAction):
     def same(self, current: Any, wanted: Any) -> bool:
         if isinstance(current, int) and isinstance(wanted, int):
             return current // PAGE == wanted // PAGE  # the kernel rounds to pages
-        return current == wanted
+        return bool(current == wanted)
 
     def check_value(self, value: Any) -> Any:
         return "max" if value == "max" else integer(value, "saved limit", PAGE, 1 << 63)

@@ -242,8 +242,8 @@ def read_layout(layout: Layout) -> dict[str, float]:
     sizes: dict[tuple[int, str], float] = {}
     for pid, name, size in _nvmap_rows(layout):
         sizes[(pid, name)] = sizes.get((pid, name), 0.0) + size
-    for (pid, name), size in sizes.items():
-        values[series_key("gpu_process_memory_bytes", pid=pid, process=name)] = size
+    for (pid, name), total in sizes.items():
+        values[series_key("gpu_process_memory_bytes", pid=pid, process=name)] = total
     return values
 
 
