@@ -119,10 +119,12 @@ def iter_lines(stream: Iterable[str | bytes], path: str | None = None) -> Iterat
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise RecordingError(f"invalid JSON ({exc.msg} at column {exc.colno})", line=number, path=path) from None
+                raise RecordingError(f"invalid JSON ({exc.msg} at column {exc.colno})", line=number,
+                                     path=path) from None
             if isinstance(obj, dict) and "thoxdash_recording" in obj:
                 if obj["thoxdash_recording"] != FORMAT_VERSION:
-                    raise RecordingError(f"unsupported recording version {obj['thoxdash_recording']!r}", line=number, path=path)
+                    raise RecordingError(f"unsupported recording version {obj['thoxdash_recording']!r}",
+                                         line=number, path=path)
                 yield number, obj
                 continue
         yield number, parse_line(text, line=number, path=path)
@@ -143,7 +145,8 @@ def load(path: str | Path) -> Recording:
                 recording.header = obj
                 continue
             if obj["ts"] < last_ts:
-                raise RecordingError(f"records must be in time order (ts {obj['ts']} < {last_ts})", line=number, path=str(path))
+                raise RecordingError(f"records must be in time order (ts {obj['ts']} < {last_ts})", line=number,
+                                     path=str(path))
             last_ts = obj["ts"]
             recording.records.append(obj)
     return recording

@@ -208,7 +208,8 @@ def test_jtop_raw_dict_with_hostile_values_never_raises():
 
 
 _json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                      max_leaves=30)
 
 
@@ -280,7 +281,8 @@ def jtop_simulation(tmp_path_factory):
 
 def test_real_jtop_no_service_then_sysfs_fallback(jtop_simulation):
     (no_service,) = jtop_simulation["no_service"]
-    assert no_service["error"] == "jtop unavailable: jtop.service is not running (install it: sudo jtop --install-service)"
+    assert no_service["error"] == ("jtop unavailable: jtop.service is not running "
+                                   "(install it: sudo jtop --install-service)")
     (fallback,) = jtop_simulation["no_service_fallback"]
     assert fallback["values"]["jtop_up"] == 0.0 and fallback["values"]["gpu_freq_max_hz"] == 1.02e9
     assert fallback["state"]["jtop_status"].endswith("; reading tegra_sysfs instead")
@@ -316,7 +318,8 @@ def test_real_jtop_permission_lost_connection_and_reconnect(jtop_simulation):
     (lost,) = jtop_simulation["lost"]
     assert lost["values"]["jtop_up"] == 0.0
     assert lost["values"]["gpu_load_ratio"] == pytest.approx(0.99)  # sysfs kept the data coming
-    assert lost["state"]["jtop_status"] == "jtop unavailable: lost connection with the jtop service; reading tegra_sysfs instead"
+    assert lost["state"]["jtop_status"] == ("jtop unavailable: lost connection with the jtop service; "
+                                            "reading tegra_sysfs instead")
     assert jtop_simulation["lost_plain"][0]["error"] == "jtop unavailable: lost connection with the jtop service"
     (back,) = jtop_simulation["reconnected"]
     assert back["values"]["jtop_up"] == 1.0 and back["state"]["jtop_status"] == "jtop ok"

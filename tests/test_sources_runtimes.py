@@ -46,7 +46,8 @@ def spawn(tag: str, child: bool = False) -> subprocess.Popen:
     code = "import sys, time, subprocess\n"
     if child:
         code += "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-    code += "b = bytearray(30 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    code += ("b = bytearray(30 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+             "print('ready', flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, tag], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc

@@ -115,10 +115,7 @@ def rollup_device(
 
 
 def _first_ts(store: TelemetryStore, device: str, lower: int | None) -> float | None:
-    if lower is None:
-        head = store.read(device, "telemetry", count=1)
-    else:
-        head = store.read_rollups(device, lower, count=1)
+    head = store.read(device, "telemetry", count=1) if lower is None else store.read_rollups(device, lower, count=1)
     return head[0]["ts"] if head else None
 
 

@@ -108,7 +108,8 @@ class NvpModel(Action):
                 modes = nvpmodel_modes(ctx)
                 found = modes.get(clean["mode"])
                 if found is None:
-                    found = next((i for n, i in sorted(modes.items()) if n.upper().startswith(clean["mode"].upper())), None)
+                    wanted = clean["mode"].upper()
+                    found = next((i for n, i in sorted(modes.items()) if n.upper().startswith(wanted)), None)
                 if found is None:
                     raise ParamError(f"no power mode named {clean['mode']!r} in /etc/nvpmodel.conf")
                 clean["mode"] = found

@@ -98,7 +98,8 @@ def discover(root: Path) -> Layout:
     node = gpu_devfreq(root)
     if node is not None:
         layout.gpu_node = str(node)
-        for candidate in (node / "device/load", root / "sys/devices/platform/gpu.0/load", root / "sys/devices/gpu.0/load"):
+        loads = (node / "device/load", root / "sys/devices/platform/gpu.0/load", root / "sys/devices/gpu.0/load")
+        for candidate in loads:
             if candidate.is_file():
                 layout.gpu_load = str(candidate)
                 break

@@ -97,7 +97,8 @@ def _memory(kind: str, tokens: list[str], i: int, out: dict[str, float]) -> bool
     if not m:
         return False
     prefix = "ram" if kind == "RAM" else "swap"
-    found: dict[str, float | None] = {f"{prefix}_used_bytes": _mib(m.group(1)), f"{prefix}_total_bytes": _mib(m.group(2))}
+    found: dict[str, float | None] = {f"{prefix}_used_bytes": _mib(m.group(1)),
+                                      f"{prefix}_total_bytes": _mib(m.group(2))}
     note = tokens[i + 2] if i + 3 < len(tokens) else ""
     if kind == "RAM" and note == "(lfb" and (lfb := _LFB.fullmatch(tokens[i + 3])):
         found["ram_largest_free_block_bytes"] = _mib(lfb.group(2))
