@@ -1,4 +1,4 @@
-"""`python -m collectors agent|record|replay|proxy` -- see DESIGN.md for the contracts."""
+"""`python -m collectors agent|record|replay|proxy` -- see docs/ARCHITECTURE.md for the contracts."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ imports do not, they never run), and no production file over 500 lines."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,12 @@ def test_no_production_file_over_500_lines():
     long = {str(p.relative_to(ROOT)): n for p in project_modules().values()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"production files over {MAX_LINES} lines: {long}"
+
+
+def test_no_code_cites_a_document_the_repository_does_not_have():
+    cited = {}
+    for path in [*project_modules().values(), *(ROOT / "scripts").glob("*.py")]:
+        for doc in set(re.findall(r"\b([\w/]*[A-Z][A-Z_]+\.md)\b", path.read_text(encoding="utf-8"))):
+            if not any((base / doc).exists() for base in (ROOT, ROOT / "docs", path.parent)):
+                cited.setdefault(doc, []).append(str(path.relative_to(ROOT)))
+    assert not cited, f"documents cited but missing: {cited}"
