@@ -95,7 +95,7 @@ def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[flo
     return out_x, out_y
 
 
-def compact(value: float) -> float | int | None:
+def compact(value: float | None) -> float | int | None:
     """Five significant digits: what a chart can show, in fewer bytes on the wire."""
     if value is None or not math.isfinite(value):
         return None

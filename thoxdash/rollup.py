@@ -140,8 +140,9 @@ def trim_device(
             continue
         cut = now - keep[step]
         later = STEPS[i + 1 :]
-        if later and done[later[0]] is not None:
-            cut = min(cut, done[later[0]])
+        finer_done = done[later[0]] if later else None
+        if finer_done is not None:
+            cut = min(cut, finer_done)
         removed[f"rollup:{step}"] = store.trim_rollups_before(device, step, cut)
     return removed
 

@@ -115,7 +115,7 @@ def slo_recommendations(alerts: list[dict[str, Any]], last_used: dict[str, float
         if alert.get("rule") != "latency_slo_breach":
             continue
         labels = alert.get("labels") or {}
-        rt = labels.get("runtime")
+        rt = str(labels.get("runtime") or "")
         if prio.get(rt) not in ("critical", "essential"):
             continue
         busiest = sorted((rt_b for rt_b, p in prio.items() if p == "background" and rt_b != rt),
