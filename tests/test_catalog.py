@@ -158,6 +158,17 @@ def test_host_yields_to_jtop_only_while_jtop_delivers(tmp_path):
     assert "load_average_1m" not in host.owned_elsewhere()
 
 
+def test_host_keeps_its_thermal_zones_beside_nvml():
+    """NVML adds temperature_celsius{zone="gpu"}: its own label value, not the board's zones."""
+    from collectors.sources.nvml import NvmlSource
+    from collectors.sources.registry import host_owners
+    from collectors.sources.tegrastats import TegrastatsSource
+
+    nvml, stats = NvmlSource(root=Path("/")), TegrastatsSource(root=Path("/"))
+    assert host_owners([nvml, stats, IrqSource(root=Path("/"))]) == [stats]
+    assert HostSource(root=Path("/"), defer_to=host_owners([nvml])).owned_elsewhere() == frozenset()
+
+
 def test_agent_sources_on_a_jetson_tree_have_one_writer_per_name(tmp_path):
     tree = JetsonTree(tmp_path / "nano", "orin-nano-jp6").build()
     sources = agent_sources(tree.root)

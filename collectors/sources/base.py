@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.catalog import written_by
 
@@ -24,6 +24,10 @@ class Source:
     root: Path = field(default_factory=lambda: Path("/"))
     interval: float = 1.0
     name: str = "source"
+    # True for a source that describes the whole board (jtop, tegrastats, Tegra sysfs): the host
+    # source leaves it the names both write (RAM, swap, per-core CPU, thermal zones), so each has
+    # one owner. A source that only adds its own label values (NVML's zone "gpu") is not.
+    board_wide: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether this source applies to this machine (files present, library installed)."""

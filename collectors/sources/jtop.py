@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.series import series_key
 from collectors.sources.base import Source
@@ -256,6 +256,7 @@ class JtopSource(Source):
     `fallback` source) keeps the data coming from sysfs meanwhile."""
 
     name: str = "jtop"
+    board_wide: ClassVar[bool] = True
     fallback: Source | None = None
     max_backoff_s: float = 300.0
     backoff_scale: float = 1.0  # multiplies every reconnect wait (tests shorten it)

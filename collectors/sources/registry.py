@@ -59,8 +59,13 @@ def agent_sources(root: Path, interval: float | None = None) -> list[Source]:
 
     host = HostSource(root=root, interval=interval_for("host", interval))
     others = [s for s in extra_sources(root, interval) if s.available()]
-    host.defer_to = others
+    host.defer_to = host_owners(others)
     return [host, *others]
+
+
+def host_owners(sources: list[Source]) -> list[Source]:
+    """The sources the host source defers to: the board-wide ones (jtop, tegrastats, Tegra sysfs)."""
+    return [s for s in sources if s.board_wide]
 
 
 def extra_sources(root: Path, interval: float | None) -> list[Source]:

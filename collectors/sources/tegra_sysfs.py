@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.files import read as _read_file
 from collectors.files import read_int as _int
@@ -287,6 +287,7 @@ def is_tegra(root: Path) -> bool:
 @dataclass
 class TegraSysfsSource(Source):
     name: str = "tegra_sysfs"
+    board_wide: ClassVar[bool] = True
     state_every_s: float = 30.0
     rediscover_s: float = 60.0  # hot-plugged rails, a fan driver loaded late
 

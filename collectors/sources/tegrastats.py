@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
@@ -259,6 +259,7 @@ class TegrastatsSource(Source):
     """Keeps one `tegrastats --interval MS` child running and reports its newest line."""
 
     name: str = "tegrastats"
+    board_wide: ClassVar[bool] = True
     binary: Path | None = None
     restart_backoff_s: float = 2.0
     stall_after_s: float = 10.0
