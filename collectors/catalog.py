@@ -5,8 +5,9 @@ name (thoxdash/live.py, static/thoxdash/device.js through the page config), the 
 names (collectors/proxy/series.py) and docs/METRICS.md (scripts/metrics_doc.py) all come from here.
 
 Adding a series: add one `Metric` row below (tests check that every name a source writes is listed,
-and that docs/METRICS.md is regenerated). Runtimes' own metrics (`vllm:...`, `llamacpp:...`), which
-the runtimes source passes through under the runtime's names, are not listed.
+and that docs/METRICS.md is regenerated). Runtimes' own metrics (`vllm:...`, `llamacpp:...`, and
+the few a runtime client derives under its kind's prefix, e.g. `ollama_loaded_models`), which the
+runtimes source passes through, are not listed: collectors/runtimes/ owns those.
 
 Sources named here: host, jtop, tegra_sysfs, tegrastats, nvml, cgroup, irq, runtimes,
 latency_scrape, proxy, agent; `dashboard` marks series the server derives from the requests stream
@@ -192,6 +193,9 @@ METRICS = (
     Metric("agent_dropped_records_total", "1", "Records the agent's outbox dropped when full.", ("agent",),
            type="counter"),
     Metric("jtop_up", "1", "1 while the jtop service answers.", ("jtop",)),
+    Metric("tegrastats_lines_total", "1", "Lines the tegrastats process printed.", ("tegrastats",), type="counter"),
+    Metric("tegrastats_unparsed_lines_total", "1", "tegrastats lines that could not be parsed.", ("tegrastats",),
+           type="counter"),
     Metric("jtop_interval_seconds", "seconds", "Sampling interval of the jtop service.", ("jtop",)),
 )
 

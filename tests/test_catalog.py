@@ -182,3 +182,31 @@ def test_agent_sources_on_a_jetson_tree_have_one_writer_per_name(tmp_path):
     shared = {k: v for k, v in written.items() if len(v) > 1}
     assert not shared, f"series written by two sources: {shared}"
     assert written['temperature_celsius{zone="cpu"}'] == {"tegra_sysfs"}
+
+
+def test_every_literal_series_name_in_the_code_is_catalogued():
+    """Static check over collectors/ and thoxdash/: the first argument of series_key/key1/known and
+    the string keys stored into a `values`/`out` dict that look like metric names."""
+    import ast
+
+    suffixes = ("_bytes", "_ratio", "_hz", "_celsius", "_watts", "_seconds", "_total", "_up", "_rpm")
+    found: dict[str, str] = {}
+    for package in ("collectors", "thoxdash"):
+        for path in (ROOT / package).rglob("*.py"):
+            if "runtimes" in path.relative_to(ROOT).parts[:2]:
+                continue  # collectors/runtimes/: each runtime's own metrics, under its own names
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                name = None
+                if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                    func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+                    if func in ("series_key", "key1", "known", "_key", "put"):
+                        name = node.args[0].value
+                elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                        and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name) \
+                        and node.value.id in ("values", "out"):
+                    name = node.slice.value
+                if isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name) and name.endswith(suffixes):
+                    found.setdefault(name, str(path.relative_to(ROOT)))
+    record_fields = {"response_bytes", "ceiling_bytes"}  # request-record and config fields, not series
+    missing = {n: p for n, p in found.items() if n not in catalog.BY_NAME and n not in record_fields}
+    assert len(found) > 40 and not missing, f"series names missing from collectors/catalog.py: {missing}"
