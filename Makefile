@@ -32,10 +32,12 @@ run: setup
 test: setup browser tools llama-server
 	@REDIS_URL="$$($(PY) scripts/ensure_redis.py)" && export REDIS_URL && \
 	  $(PY) -m ruff check . && \
+	  $(PY) -m mypy && \
 	  $(PY) -m pytest -q
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) scripts/build_demo.py

@@ -1,4 +1,4 @@
-"""`python -m collectors agent|record|replay|proxy` -- see DESIGN.md for the contracts."""
+"""`python -m collectors agent|record|replay|proxy` -- see docs/ARCHITECTURE.md for the contracts."""
 
 from __future__ import annotations
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from collectors.sources.registry import AgentConfigError
 
     try:
-        return args.func(args)
+        return int(args.func(args))
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

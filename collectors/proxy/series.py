@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from collectors.catalog import known
 from collectors.series import series_key
 
-QUEUE = "request_queue_seconds"
-TTFT = "request_ttft_seconds"
-TOTAL = "request_total_seconds"
-DECODE_TPS = "request_decode_tokens_per_second"
-PROMPT_TPS = "request_prompt_tokens_per_second"
-RUNNING = "requests_running"
-WAITING = "requests_waiting"
-REJECTED = "requests_rejected_total"
+# names, units and help: collectors/catalog.py
+QUEUE = known("request_queue_seconds")
+TTFT = known("request_ttft_seconds")
+TOTAL = known("request_total_seconds")
+DECODE_TPS = known("request_decode_tokens_per_second")
+PROMPT_TPS = known("request_prompt_tokens_per_second")
+RUNNING = known("requests_running")
+WAITING = known("requests_waiting")
+REJECTED = known("requests_rejected_total")
 
 _MEANS = (("queue_s", QUEUE), ("ttft_s", TTFT), ("total_s", TOTAL))
 

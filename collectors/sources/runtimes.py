@@ -2,7 +2,7 @@
 
 Sources: /proc/PID/{stat,cmdline,statm,cgroup} (RSS), per-process GPU memory from NVML on dGPU
 boxes (`collectors.sources.nvml.gpu_memory_by_pid`, when that module and a GPU are present) and
-from nvmap on Jetson (/sys/kernel/debug/nvmap/iovmm/clients, `SIZE` in KiB, root only), and each
+from nvmap on Jetson (collectors.tegra.nvmap: iovmm maps or clients, root only), and each
 runtime's admin API (collectors.runtimes). Units: bytes.
 
 Series: runtime_up{runtime}, runtime_rss_bytes, runtime_gpu_memory_bytes (when a GPU reader
@@ -38,7 +38,7 @@ from collectors.runtimes.base import SHARED
 from collectors.series import series_key
 from collectors.sources import procs
 from collectors.sources.base import Source, values_record
-from collectors.text import is_uint
+from collectors.tegra import nvmap_memory_by_pid
 
 CONFIG_ENV = "THOXDASH_AGENT_RUNTIMES"
 CONTAINER_ID = re.compile(r"(?:docker|containerd|libpod|cri-containerd|crio)[-/:]([0-9a-f]{12,64})")
@@ -239,24 +239,6 @@ class ProcessMatcher:
         return [entry[3] for entry in self._cache.values()]
 
 
-def nvmap_clients(root: Path) -> dict[int, int] | None:
-    """Per-PID GPU memory (bytes) from Jetson's nvmap clients table (`... PID SIZEK` lines)."""
-    text = procs.read(root / "sys/kernel/debug/nvmap/iovmm/clients")
-    if text is None:
-        return None
-    out: dict[int, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3 or not parts[-1].endswith("K") or not is_uint(parts[-2]):
-            continue
-        try:
-            size = int(parts[-1][:-1]) * 1024
-        except ValueError:
-            continue
-        out[int(parts[-2])] = out.get(int(parts[-2]), 0) + size
-    return out
-
-
 def gpu_memory_by_pid(root: Path) -> dict[int, int] | None:
     """NVML (dGPU, real root only) and nvmap (Jetson) per-process GPU bytes, or None if neither."""
     merged: dict[int, int] | None = None
@@ -268,7 +250,7 @@ def gpu_memory_by_pid(root: Path) -> dict[int, int] | None:
             by_pid = None
         if by_pid:
             merged = dict(by_pid)
-    nvmap = nvmap_clients(root)
+    nvmap = nvmap_memory_by_pid(root)
     if nvmap is not None:
         merged = merged or {}
         for pid, size in nvmap.items():
