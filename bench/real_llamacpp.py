@@ -43,11 +43,9 @@ async def proxy_vs_server(srv: LlamaServer, store: TelemetryStore) -> None:
     print("\n1. proxy decode tok/s vs the server's own (timings.predicted_per_second), same request")
     print(f"{'tokens':>7} {'server':>10} {'proxy':>10} {'diff':>8}")
     try:
-        seen = 0
-        for n in (300, 300, 2, 2, 1):
+        for seen, n in enumerate((300, 300, 2, 2, 1), start=1):
             async with client() as s, s.post(running.url + "/v1/chat/completions", json=chat(n)) as resp:
                 body = json.loads(await resp.read())
-            seen += 1
             recs = await records_in_store(store, "requests", n=seen)
             req = recs[-1]["request"]
             server = body["timings"]["predicted_per_second"] if n > 1 else None

@@ -31,7 +31,6 @@ import time
 from typing import Any
 
 from collectors.proxy.series import DECODE_TPS, PROMPT_TPS, RUNNING, WAITING
-from collectors.runtimes import openai
 from collectors.runtimes.base import (
     LoadedModel,
     RuntimeApiError,
@@ -48,6 +47,7 @@ from collectors.runtimes.kind import (
     Times,
     flag_port,
 )
+from collectors.runtimes.openai import chat_request, rate_limited
 from collectors.runtimes.scrape import Scrape, total
 from collectors.series import series_key
 
@@ -276,7 +276,7 @@ def fields(seen: dict[str, Any], out: dict[str, Any], times: Times) -> None:
 
 
 def completion_request(model: str, prompt: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
-    return openai.chat_request(model, prompt, max_tokens)
+    return chat_request(model, prompt, max_tokens)
 
 
 # -- latency scrape --------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ KIND = RuntimeKind(
     inference=(Endpoint(r"(/v1)?/(completion|infill)", "sse"),
                Endpoint(r"(/v1)?/(embedding|rerank|reranking)", "json")),
     shape=ResponseShape("llamacpp", observe, fields),
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
     canary=completion_request,
     admin=AdminCalls(health="GET /health", list="GET /models (+ GET /props is_sleeping)",
