@@ -282,7 +282,8 @@ def completion_request(model: str, prompt: str, max_tokens: int) -> tuple[str, d
 # -- latency scrape --------------------------------------------------------------------------------
 def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
     """Per loaded model: decode and prompt speed over the scrape interval (the server's own
-    step-based gauges when a request finished in it, else Δtokens / Δseconds), running, waiting."""
+    step-based gauges, which the agent alone reads once per tick; Δtokens / Δseconds where a server
+    has no gauge), running, waiting. No speed when no request finished in the interval."""
     client = sc.client
     assert isinstance(client, LlamaCppClient)
     try:
@@ -300,8 +301,11 @@ def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
             d = sc.delta(f"{series}/{label}", total(s, f"llamacpp:{secs}"), total(s, f"llamacpp:{count}"))
             if d is None or d[1] <= 0:
                 continue
-            rate = total(s, f"llamacpp:{gauge}")
-            values[sc.key(series, label)] = rate if rate > 0 else (d[1] / d[0] if d[0] > 0 else None)
+            if any(name == f"llamacpp:{gauge}" for name, _ in s):  # steps / time since the last read
+                rate = total(s, f"llamacpp:{gauge}")
+                values[sc.key(series, label)] = rate if rate > 0 else None  # 0: 1-token answers only
+            else:  # an older server without the gauge: tokens / time
+                values[sc.key(series, label)] = d[1] / d[0] if d[0] > 0 else None
         running += total(s, "llamacpp:requests_processing")
         waiting += total(s, "llamacpp:requests_deferred")
     values[sc.key(RUNNING)] = running
