@@ -54,6 +54,12 @@ TIME_TRIMMED = (
 ROLLUP_RETENTION_S = {10: 12 * 3600.0, 60: 2 * 86_400.0, 600: 30 * 86_400.0}
 
 
+# Processes that ride out a Redis outage retry with a backoff doubling up to this (a refused
+# connect is cheap; the cap bounds how long after Redis returns a process notices).
+RECONNECT_MAX_S = 5.0
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 class StoreUnavailable(ConnectionError):
     """Redis cannot be reached; the message names the URL."""
 

@@ -23,7 +23,7 @@ from collectors.actions.context import ActionContext, ToolError, config_path, lo
 from collectors.actions.params import ParamError
 from collectors.actions.signing import Rejected, verify
 from collectors.keys import ACTION_GROUP
-from collectors.store import TelemetryStore
+from collectors.store import RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
 GROUP = ACTION_GROUP
@@ -263,7 +263,7 @@ def _claimed_id(fields: dict[str, str]) -> str | None:
 class ExecutorHook:
     """The agent hook: each tick, start a poll in the executor's own thread unless one is still
     running, so a slow action (a tool taking seconds) never delays telemetry. After a failed poll
-    (Redis away) the next one waits 1 s doubling to 10 s: one warning per retry, not per tick."""
+    (Redis away) the next one waits 1 s doubling to RECONNECT_MAX_S: one warning per retry, not per tick."""
 
     def __init__(self, executor: Executor):
         self.executor = executor
@@ -279,7 +279,7 @@ class ExecutorHook:
             error = self.running.exception()
             self.running = None
             if error is not None:
-                self.backoff = min(10.0, max(1.0, self.backoff * 2))
+                self.backoff = min(RECONNECT_MAX_S, max(1.0, self.backoff * 2))
                 self.retry_at = time.monotonic() + self.backoff
                 log.warning("action executor: %s: %s (retry in %.0f s)", error.__class__.__name__, error,
                             self.backoff)
