@@ -38,7 +38,7 @@ class Agent:
         self.board = board or {}
         self.status: dict[str, SourceStatus] = {s.name: SourceStatus() for s in sources}
         self._next_due: dict[str, float] = {s.name: 0.0 for s in sources}
-        self._running: dict[str, tuple[Future, float]] = {}
+        self._running: dict[str, tuple[Future[list[dict[str, Any]]], float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(sources))), thread_name_prefix="source")
         self.hooks: list[Hook] = []  # e.g. the action executor, run every tick
         self.registered = False
@@ -118,15 +118,16 @@ class Agent:
         After a failure, reconnects are tried with a backoff (1 s doubling to RECONNECT_MAX_S), so an outage
         does not cost a connect attempt every tick."""
         self.buffer.add(records)
-        if self.store is None:
+        store = self.store
+        if store is None:
             return False
         if self.store is self._failed_store and time.monotonic() < self._retry_at:
             return False  # backing off; a new store is tried at once
         try:
             if not self.registered:
-                self.store.register_device(self.device, board=self.board)
+                store.register_device(self.device, board=self.board)
                 self.registered = True
-            self.published += self.buffer.flush(lambda chunk: self.store.publish(self.device, chunk))
+            self.published += self.buffer.flush(lambda chunk: store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None
             return True
         except OUTAGE_ERRORS as exc:
@@ -170,8 +171,6 @@ class Agent:
 
 def default_sources(root: Path, interval: float | None = None) -> list[Source]:
     """Every source that applies to this machine, at its default interval."""
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources, interval_for
+    from collectors.sources.registry import agent_sources
 
-    sources: list[Source] = [HostSource(root=root, interval=interval_for("host", interval))]
-    return sources + [s for s in extra_sources(root, interval) if s.available()]
+    return agent_sources(root, interval)

@@ -39,10 +39,7 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
         start = time.time()
         batch: list[dict[str, Any]] = []
         for record in recording.records:
-            if speed > 0:
-                new_ts = start + (record["ts"] - first) / speed
-            else:
-                new_ts = start - (last - record["ts"])
+            new_ts = start + (record["ts"] - first) / speed if speed > 0 else start - (last - record["ts"])
             if batch and new_ts != batch[-1]["ts"]:
                 sent += feed.send(batch)
                 batch = []

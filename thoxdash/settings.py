@@ -135,12 +135,7 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_dir())]
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
 REDIS_PREFIX = env_str("THOXDASH_REDIS_PREFIX", "thox:")
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}asgi"},
-    }
-}
+# No channel layer: the websocket consumers read the device streams themselves (no group messages).
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
