@@ -179,7 +179,8 @@ class Executor:
     def batch(self, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
         steps = params.get("steps")
         if not isinstance(steps, list) or not 0 < len(steps) <= registry.MAX_BATCH:
-            return {"status": "rejected", "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
+            return {"status": "rejected",
+                    "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
         prepared = []
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
