@@ -78,15 +78,16 @@ class Executor:
         try:
             message = verify(fields, self.key, self.device, now)
         except Rejected as exc:
-            result = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
+            rejected: dict[str, Any] = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
             if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
-                result["action"] = exc.authentic.get("action")
-                self.action_log.claim(exc.authentic["id"], {**result, "sig": fields["sig"]})
-            return self._emit(result, now)
+                rejected["action"] = exc.authentic.get("action")
+                self.action_log.claim(exc.authentic["id"], {**rejected, "sig": fields["sig"]})
+            return self._emit(rejected, now)
         rid = message["id"]
         record = {"status": "running", "sig": fields["sig"], "action": message.get("action")}
         if not self.action_log.claim(rid, record):
             return self._duplicate(rid, fields["sig"], now)
+        result: dict[str, Any]
         try:
             result = self.dispatch(message)
         except Exception as exc:  # a bug must still answer the request
@@ -185,7 +186,7 @@ class Executor:
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
             action = registry.ACTIONS.get(name) if isinstance(name, str) else None
-            if action is None or not action.safe:
+            if not isinstance(name, str) or action is None or not action.safe:
                 return {"status": "rejected", "reason": f"step {index + 1}: {name!r} is not a safe tuning action"}
             try:
                 prepared.append((name, self.prepare(name, step.get("params") or {}, origin)))
@@ -207,7 +208,9 @@ class Executor:
 
     def undo(self, params: dict[str, Any]) -> dict[str, Any]:
         target = params.get("request_id")
-        original = self.lookup(target) if isinstance(target, str) else None
+        if not isinstance(target, str):
+            return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
+        original = self.lookup(target)
         if original is None:
             return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
         if original.get("undone_by"):
@@ -215,6 +218,7 @@ class Executor:
         if original.get("status") not in ("applied", "partial"):
             return {"status": "rejected", "reason": f"request {target} was {original.get('status')}: nothing to undo"}
         self.ctx.request_id = target
+        result: dict[str, Any]
         if original.get("action") == "batch":
             results = []
             pairs = list(zip(original.get("steps") or [], original.get("steps_snapshot") or [], strict=False))
@@ -269,7 +273,7 @@ class ExecutorHook:
     def __init__(self, executor: Executor):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
-        self.running: Future | None = None
+        self.running: Future[Any] | None = None
         self.backoff = 0.0
         self.retry_at = 0.0
 
