@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thoxdash.settings")
 
@@ -21,3 +22,12 @@ def _schedule(sender: Celery, **_: object) -> None:
                              name="evaluate rules", expires=settings.RULES_INTERVAL_S * 5)
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_S, sender.signature("thoxdash.tasks.rollup_all"),
                              name="roll up telemetry", expires=settings.ROLLUP_INTERVAL_S)
+
+
+@worker_init.connect
+def _require_redis(**_: object) -> None:
+    """Refuse a Redis older than ThoxDash needs, with one line (collectors.redis_version)."""
+    from advisors.telemetry import store
+    from collectors.redis_version import require_at_start
+
+    require_at_start(store().r, "REDIS_URL")

@@ -1,0 +1,84 @@
+"""The Redis server version ThoxDash needs, checked once at start (agent, proxy, web, worker).
+
+ThoxDash writes stream entries with `<ms>-*` IDs (Redis >= 7.0), and uses XAUTOCLAIM and XTRIM MINID
+(>= 6.2). Ubuntu 22.04 (JetPack 6) ships Redis 6.0 in apt: rather than half-working there, every
+process refuses such a server at start with one line naming the version found and the one needed
+(deploy/install.sh brings a supported Redis). Plain functions, no Django.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIN_VERSION = (7, 0, 0)
+WHY = "stream IDs <ms>-*, XAUTOCLAIM and XTRIM MINID"
+
+
+class RedisTooOld(RuntimeError):
+    """The server answers but is older than MIN_VERSION."""
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """`7.0.15` -> (7, 0, 15); raises ValueError naming the text when it is not a version."""
+    parts = str(text).strip().split(".")
+    try:
+        numbers = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"not a Redis version: {text!r}") from None
+    if not numbers or len(numbers) > 4 or any(n < 0 for n in numbers):
+        raise ValueError(f"not a Redis version: {text!r}")
+    return numbers
+
+
+def _fmt(version: tuple[int, ...]) -> str:
+    return ".".join(str(n) for n in version)
+
+
+def problem(version_text: str, where: str = "") -> str | None:
+    """One line saying why this server cannot be used, or None when it can."""
+    at = f" at {where}" if where else ""
+    try:
+        found = parse_version(version_text)
+    except ValueError as exc:
+        return f"Redis{at} reports no usable version ({exc}); ThoxDash needs Redis >= {_fmt(MIN_VERSION)}"
+    if found < MIN_VERSION:
+        return (f"Redis {_fmt(found)}{at} is too old: ThoxDash needs Redis >= {_fmt(MIN_VERSION)} "
+                f"({WHY})")
+    return None
+
+
+def server_version(client: Any) -> str:
+    """The server's `redis_version` (INFO server); raises what the client raises when unreachable."""
+    info = client.info("server")
+    return str(info.get("redis_version", ""))
+
+
+def check(client: Any, where: str = "") -> None:
+    """Raise RedisTooOld with one clear line when the server is too old; connection errors pass
+    through to the caller (an agent keeps buffering while Redis is down and checks on reconnect)."""
+    line = problem(server_version(client), where)
+    if line is not None:
+        raise RedisTooOld(line)
+
+
+def check_at_start(client: Any, where: str = "") -> bool:
+    """`check`, except that an unreachable server is not an error here (False: not checked yet).
+    True when the server was checked and is recent enough; RedisTooOld when it is not."""
+    import redis
+
+    try:
+        check(client, where)
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    return True
+
+
+def require_at_start(client: Any, where: str = "") -> None:
+    """For process entry points: print the one line and exit 2 when the server is too old."""
+    import sys
+
+    try:
+        check_at_start(client, where)
+    except RedisTooOld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
