@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thoxdash.settings")
 app = Celery("thoxdash")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["advisors", "thoxdash"])
+app.autodiscover_tasks(["advisors.notify"], related_name="alertmanager_resend")
 
 
 @app.on_after_finalize.connect
@@ -22,6 +23,10 @@ def _schedule(sender: Celery, **_: object) -> None:
                              name="evaluate rules", expires=settings.RULES_INTERVAL_S * 5)
     sender.add_periodic_task(settings.ROLLUP_INTERVAL_S, sender.signature("thoxdash.tasks.rollup_all"),
                              name="roll up telemetry", expires=settings.ROLLUP_INTERVAL_S)
+    # alertmanager-api webhooks: firing alerts are pushed again every resend delay (as Prometheus)
+    resend_s = min(settings.ALERTMANAGER_RESEND_S, 15.0)  # ticks are per resend delay; beat checks often
+    sender.add_periodic_task(resend_s, sender.signature("advisors.notify.alertmanager_resend"),
+                             name="re-send firing alerts to Alertmanager", expires=resend_s)
 
 
 @worker_init.connect
