@@ -85,8 +85,11 @@ class SelfCollector:
             log.warning("self-metrics: database unavailable", exc_info=True)
             return
         metric = _metric("webhook_deliveries")
-        for row in sorted(deliveries, key=lambda r: r["status"]):
-            metric.add_sample(metric.name, {"status": row["status"]}, row["n"])
+        by_status = {status: 0 for status in (Delivery.PENDING, Delivery.SENDING, Delivery.RETRYING, Delivery.SENT,
+                                              Delivery.FAILED, Delivery.PERMANENT, Delivery.SKIPPED)}
+        by_status.update({row["status"]: row["n"] for row in deliveries})
+        for status in sorted(by_status):
+            metric.add_sample(metric.name, {"status": status}, by_status[status])
         yield metric
         metric = _metric("alerts_firing")
         counts = {row["severity"]: row["n"] for row in firing}
