@@ -47,16 +47,38 @@ def problem(version_text: str, where: str = "") -> str | None:
     return None
 
 
-def server_version(client: Any) -> str:
-    """The server's `redis_version` (INFO server); raises what the client raises when unreachable."""
-    info = client.info("server")
-    return str(info.get("redis_version", ""))
+def server_version(client: Any) -> str | None:
+    """The server's version: HELLO (in @connection, so a device's ACL user may run it; Redis >= 6),
+    else INFO server; None when neither is allowed (the check is then skipped). Connection errors
+    pass through."""
+    import redis
+
+    try:
+        reply = client.execute_command("HELLO")
+        if isinstance(reply, dict):
+            return str(reply.get("version", ""))
+        if isinstance(reply, (list, tuple)):
+            fields = dict(zip(reply[0::2], reply[1::2], strict=False))
+            return str(fields.get("version", ""))
+    except redis.ResponseError:
+        pass  # Redis < 6 (no HELLO) or HELLO not allowed
+    try:
+        return str(client.info("server").get("redis_version", ""))
+    except redis.ResponseError:  # NOPERM: a restricted user; nothing to check with
+        return None
 
 
 def check(client: Any, where: str = "") -> None:
     """Raise RedisTooOld with one clear line when the server is too old; connection errors pass
     through to the caller (an agent keeps buffering while Redis is down and checks on reconnect)."""
-    line = problem(server_version(client), where)
+    version = server_version(client)
+    if version is None:
+        import logging
+
+        logging.getLogger(__name__).warning("cannot read the Redis version (HELLO and INFO not allowed); "
+                                            "ThoxDash needs Redis >= %s", _fmt(MIN_VERSION))
+        return
+    line = problem(version, where)
     if line is not None:
         raise RedisTooOld(line)
 

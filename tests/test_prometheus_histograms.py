@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from collectors.store import TelemetryStore, connect
+from tests.stack import free_port
 from thoxdash import histograms
 from thoxdash.metrics import exported, render
-from tests.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

@@ -45,7 +45,7 @@ def test_unreachable_is_not_checked_yet():
 
 
 class OldRedis:
-    """Answers RESP2 like a Redis 6.0.16: INFO gives the version, PING PONG, AUTH/SELECT OK, anything else an error
+    """Answers RESP2 like a Redis 6.0.16: HELLO and INFO give the version, PING PONG, AUTH/SELECT OK, anything else an error
     (what 6.0 says to commands it lacks, e.g. CLIENT SETINFO)."""
 
     def __init__(self) -> None:
@@ -76,7 +76,13 @@ class OldRedis:
                 for _ in range(int(line[1:])):
                     size = int(reader.readline()[1:])
                     args.append(reader.read(size + 2)[:-2].decode().upper())
-                if args[0] == "INFO":
+                if args[0] == "HELLO":  # Redis 6.0's answer, RESP2
+                    items = [b"server", b"redis", b"version", b"6.0.16", b"proto", 2, b"id", 7, b"mode",
+                             b"standalone", b"role", b"master", b"modules"]
+                    out = b"*14\r\n" + b"".join(
+                        b":%d\r\n" % i if isinstance(i, int) else b"$%d\r\n%s\r\n" % (len(i), i) for i in items)
+                    conn.sendall(out + b"*0\r\n")
+                elif args[0] == "INFO":
                     body = b"# Server\r\nredis_version:6.0.16\r\nredis_mode:standalone\r\n"
                     conn.sendall(b"$%d\r\n%s\r\n" % (len(body), body))
                 elif args[0] == "PING":
@@ -106,3 +112,24 @@ def test_agent_refuses_old_server_with_one_line(tmp_path):
     assert errors == [f"error: Redis 6.0.16 at redis://127.0.0.1:{old.port}/0 is too old: ThoxDash needs "
                       "Redis >= 7.0.0 (stream IDs <ms>-*, XAUTOCLAIM and XTRIM MINID)"]
     assert "hunter2" not in result.stderr
+
+
+def test_restricted_user_reads_version_through_hello(redis_url):
+    """A device's ACL user (deploy/redis/thoxdash.acl.example: +@connection, no INFO) still gets
+    checked: HELLO is a connection command."""
+    import uuid
+
+    admin = connect(redis_url)
+    user = f"thoxtest-acl-{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", user, "on", ">pw-123", "resetkeys", "~thoxtest:*", "-@all",
+                          "+@connection", "+ping")
+    try:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(redis_url)
+        client = connect(f"redis://{user}:pw-123@{parts.hostname}:{parts.port or 6379}/0")
+        version = redis_version.server_version(client)
+        assert version and redis_version.parse_version(version) >= redis_version.MIN_VERSION
+        assert redis_version.check_at_start(client) is True
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
