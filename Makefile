@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Hashed, universal (Python 3.10 and up) lock of `.[server,dev,postgres]` from PyPI: `make lock` refreshes it.
 LOCK := requirements.lock
 
-.PHONY: setup run test test-py310 lint lock demo browser tools clean
+.PHONY: setup run test test-py310 lint lock demo browser tools llama-server clean
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_plotly.py
@@ -31,12 +31,17 @@ browser:
 tools:
 	@$(PY) scripts/ensure_tools.py
 
+# a real llama.cpp llama-server for tests/test_real_llamacpp*.py, built once per pin into .run/
+llama-server:
+	@$(PY) scripts/ensure_llama_server.py >/dev/null
+
 run: setup
 	@./scripts/run.sh
 
-test: setup browser tools
+test: setup browser tools llama-server
 	@REDIS_URL="$$($(PY) scripts/ensure_redis.py)" && export REDIS_URL && \
 	  $(PY) -m ruff check . && \
+	  $(PY) -m mypy && \
 	  $(PY) -m pytest -q && \
 	  $(PY) scripts/test_py310.py
 
@@ -46,6 +51,7 @@ test-py310: setup
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) scripts/build_demo.py

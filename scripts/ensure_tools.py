@@ -1,6 +1,7 @@
 """Make sure the Debian tools the tests drive are installed (`make test` calls this).
 
-prometheus + promtool (tests/test_metrics.py), prometheus-alertmanager (tests/test_alertmanager_push.py), nginx (tests/test_deploy.py), openssl (TLS test
+prometheus + promtool (tests/test_metrics.py), prometheus-alertmanager (tests/test_alertmanager_push.py),
+nginx (tests/test_deploy.py), openssl (TLS test
 certificates), systemd-analyze (unit verification), redis-server (fault tests run their own).
 Installs the missing packages with apt-get when root; otherwise says what to install and fails.
 Standard library only.
@@ -16,7 +17,7 @@ import sys
 try:
     from scripts import debian
 except ImportError:  # run as `python scripts/<name>.py`
-    import debian
+    import debian  # type: ignore[no-redef]
 
 # executable -> (Debian package, fallback paths)
 TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -62,7 +62,8 @@ def run(*cmd: str) -> None:
 
 def ensure_venv(python: str) -> Path:
     py = VENV / "bin" / "python"
-    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + python.encode() + repr(TEST_DEPS).encode()).hexdigest()
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + python.encode()
+                         + repr(TEST_DEPS).encode()).hexdigest()
     if not py.exists() or not STAMP.exists() or STAMP.read_text() != key:
         shutil.rmtree(VENV, ignore_errors=True)
         run(python, "-m", "venv", str(VENV))

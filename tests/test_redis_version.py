@@ -45,7 +45,8 @@ def test_unreachable_is_not_checked_yet():
 
 
 class OldRedis:
-    """Answers RESP2 like a Redis 6.0.16: HELLO and INFO give the version, PING PONG, AUTH/SELECT OK, anything else an error
+    """Answers RESP2 like a Redis 6.0.16: HELLO and INFO give the version, PING PONG, AUTH/SELECT OK,
+    anything else an error
     (what 6.0 says to commands it lacks, e.g. CLIENT SETINFO)."""
 
     def __init__(self) -> None:

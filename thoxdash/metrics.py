@@ -1,8 +1,9 @@
 """GET /metrics: the latest value of every series of every device, in Prometheus text format.
 
-Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; `_total`
-series are counters, everything else a gauge (`exported`: `_hz` is exported as `_hertz`, as
-node_exporter does; `llamacpp_slots_total`, a gauge, as `llamacpp_slots`). Per device there are also
+Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; HELP and TYPE
+come from the metric catalog (collectors/catalog.py; unlisted `_total` series are counters), names
+follow node_exporter (`exported`: `_hz` is exported as `_hertz`; a gauge whose recording name ends
+in `_total`, such as `llamacpp_slots_total`, without it). Per device there are also
 `thoxdash_device_last_seen_timestamp_seconds` and `thoxdash_device_up` (1 while fresher than
 THOXDASH_STALE_AFTER_S); a device that is down exports `thoxdash_device_up 0` and nothing else.
 Labels starting with `__` are dropped, `pid` too (values summed over it); device series that would
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -32,48 +33,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
 from advisors.telemetry import store
+from collectors.catalog import help_text, metric_type
 from collectors.series import SeriesKeyError, parse_series_key
 from thoxdash.auth import api_auth
 from thoxdash.selfmetrics import SELF_METRICS
 
 PREFIX = "thoxdash_"
 
-HELP = {
-    "gpu_load_ratio": "GPU utilisation, 0..1.",
-    "gpu_freq_hz": "Current GPU clock.",
-    "gpu_freq_max_hz": "Maximum GPU clock allowed now.",
-    "emc_load_ratio": "Memory controller (EMC) utilisation, 0..1.",
-    "emc_freq_hz": "Memory controller clock.",
-    "ram_total_bytes": "Total RAM.",
-    "ram_used_bytes": "RAM in use.",
-    "ram_available_bytes": "RAM available to new work.",
-    "gpu_shared_memory_bytes": "RAM used by the integrated GPU.",
-    "swap_total_bytes": "Total swap.",
-    "swap_used_bytes": "Swap in use.",
-    "cpu_load_ratio": "Per-core CPU utilisation, 0..1.",
-    "cpu_freq_hz": "Per-core CPU clock.",
-    "temperature_celsius": "Thermal zone temperature.",
-    "power_watts": "Power rail draw.",
-    "fan_speed_ratio": "Fan speed, 0..1.",
-    "jetson_clocks_active": "1 while jetson_clocks pins the clocks.",
-    "runtime_up": "1 while the inference runtime answers.",
-    "runtime_memory_bytes": "RSS plus GPU memory of the runtime's processes.",
-    "runtime_rss_bytes": "Resident memory of the runtime's processes.",
-    "runtime_gpu_memory_bytes": "GPU memory of the runtime's processes.",
-    "runtime_ceiling_bytes": "Configured memory ceiling of the runtime.",
-    "runtime_model_bytes": "Memory of one loaded model.",
-    "runtime_model_vram_bytes": "GPU memory of one loaded model.",
-    "cgroup_memory_bytes": "Memory charged to the cgroup.",
-    "cgroup_memory_max_bytes": "Memory limit of the cgroup.",
-    "cgroup_oom_kills_total": "OOM kills inside the cgroup.",
-    "memory_pressure_some_ratio": "PSI memory some avg10 / 100.",
-    "memory_pressure_full_ratio": "PSI memory full avg10 / 100.",
-    "irq_interrupts_total": "Interrupts per IRQ and CPU.",
-}
-
 
 def _help(name: str) -> str:
-    return HELP.get(name, f"ThoxDash series {name} (latest value reported by the device).")
+    return help_text(name)  # collectors/catalog.py: the one list of names, units and help
 
 
 # Recording names that end in _total but are gauges: exported under a gauge name.
@@ -86,9 +55,12 @@ def exported(name: str) -> tuple[str, str]:
     keeps its names (`_hz`, DESIGN.md); the exposition follows node_exporter (`_hertz`)."""
     if name in GAUGE_RENAMES:
         return GAUGE_RENAMES[name], "gauge"
+    counter = name.endswith("_total") and metric_type(name) == "counter"
+    if name.endswith("_total") and not counter:  # a catalogued gauge: no _total in its exported name
+        name = name[: -len("_total")]
     if name.endswith("_hz"):
         name = name[: -len("_hz")] + "_hertz"
-    return name, "counter" if name.endswith("_total") else "gauge"
+    return name, "counter" if counter else "gauge"
 
 
 def own_families() -> set[str]:
@@ -112,10 +84,11 @@ class LatestCollector:
         self.stale_after_s = stale_after_s
         self.histograms = histograms or {}
 
-    def _device_series(self, up: dict[str, bool]) -> dict[str, tuple[str, dict[tuple, float]]]:
-        """{family: (type, {(sample name, sorted labels): value})} of every device that is up."""
+    def _device_series(self, up: dict[str, bool]) -> dict[str, tuple[str, str, dict[tuple, float]]]:
+        """{family: (type, recording name, {(sample name, sorted labels): value})} of every device
+        that is up."""
         own = own_families()
-        families: dict[str, tuple[str, dict[tuple, float]]] = {}
+        families: dict[str, tuple[str, str, dict[tuple, float]]] = {}
         for device, raw in sorted(self.latest.items()):
             if not up[device]:
                 continue
@@ -127,6 +100,7 @@ class LatestCollector:
                     name, labels = parse_series_key(key)
                 except SeriesKeyError:
                     continue
+                recorded = name
                 name, kind = exported(name)
                 family = name[: -len("_total")] if kind == "counter" else name
                 if name in own or family in own:
@@ -135,7 +109,7 @@ class LatestCollector:
                 labels = {k: v for k, v in labels.items()
                           if not k.startswith("__") and k not in DROPPED_LABELS and k != "device"}
                 labels["device"] = device  # ours wins
-                kind_now, samples = families.setdefault(family, (kind, {}))
+                kind_now, _, samples = families.setdefault(family, (kind, recorded, {}))
                 if kind_now != kind:
                     continue  # `x_total` (counter x) and a gauge `x`: the first one seen keeps the name
                 sample = (PREFIX + name, tuple(sorted(labels.items())))
@@ -161,22 +135,12 @@ class LatestCollector:
         yield up_family
         families = self._device_series(up)
         for family in sorted(families):
-            kind, samples = families[family]
-            metric = Metric(PREFIX + family, _help(_recording_name(family, kind)), kind)
+            kind, recorded, samples = families[family]
+            metric = Metric(PREFIX + family, _help(recorded), kind)
             for (name, labels), value in samples.items():
                 metric.add_sample(name, dict(labels), value)
             yield metric
         yield from histogram_metrics({d: h for d, h in self.histograms.items() if up.get(d)})
-
-
-def _recording_name(family: str, kind: str) -> str:
-    """The recording name a family came from (for its HELP text)."""
-    for recording, gauge in GAUGE_RENAMES.items():
-        if gauge == family:
-            return recording
-    if family.endswith("_hertz"):
-        family = family[: -len("_hertz")] + "_hz"
-    return family + "_total" if kind == "counter" else family
 
 
 def histogram_metrics(raw: dict[str, dict[str, str]]) -> Iterator[Metric]:
@@ -238,7 +202,7 @@ def _handler(request: HttpRequest) -> HttpResponse:
                         content_type=CONTENT_TYPE_LATEST)
 
 
-_with_api_auth = api_auth()(_handler)
+_with_api_auth: Callable[[HttpRequest], HttpResponse] = api_auth()(_handler)
 
 
 @require_GET

@@ -19,6 +19,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from django.conf import settings
+
 from advisors.notify.base import AlertView, Context, Notifier, rfc3339
 from advisors.notify.guidance import what_to_do
 
@@ -78,9 +80,6 @@ class AlertmanagerApiNotifier(Notifier):
 
 def resend_delay_s() -> float:
     """THOXDASH_ALERTMANAGER_RESEND_S (settings), else Prometheus' default of one minute."""
-    try:
-        from django.conf import settings
-
-        return float(getattr(settings, "ALERTMANAGER_RESEND_S", DEFAULT_RESEND_S))
-    except Exception:  # no Django configured (evaluate-style use): the default
+    if not settings.configured:  # plain use, no Django settings: the default
         return DEFAULT_RESEND_S
+    return float(getattr(settings, "ALERTMANAGER_RESEND_S", DEFAULT_RESEND_S))

@@ -15,18 +15,19 @@ from datetime import datetime, timezone
 
 from celery import shared_task
 
+from advisors.models import Alert, Delivery, Silence, Webhook
+from advisors.notify import NOTIFIERS
+from advisors.notify.alertmanager_api import AlertmanagerApiNotifier, resend_delay_s
+from advisors.notify.base import AlertView, Context
+from advisors.notify.links import external_url
+from advisors.notify.tasks import start_now
+
 log = logging.getLogger(__name__)
 KIND = "resend"
 
 
 def resend_firing(now: datetime | None = None) -> list[int]:
     """Plan this tick's re-sends and start them; returns the new Delivery ids."""
-    from advisors.models import Alert, Delivery, Silence, Webhook
-    from advisors.notify import NOTIFIERS
-    from advisors.notify.alertmanager_api import AlertmanagerApiNotifier, resend_delay_s
-    from advisors.notify.base import AlertView, Context
-    from advisors.notify.dispatch import external_url, start_now
-
     fmt = AlertmanagerApiNotifier.format
     hooks = list(Webhook.objects.filter(enabled=True, format=fmt))
     if not hooks:
