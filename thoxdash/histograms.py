@@ -62,12 +62,12 @@ def observations(req: dict[str, Any]) -> dict[str, float]:
     """The histogram values one request record gives ({"ttft": s, ...}; missing fields left out)."""
     out: dict[str, float] = {}
     for key, field in (("ttft", "ttft_s"), ("total", "total_s"), ("queue", "queue_s")):
-        value = req.get(field)
-        if _number(value) and value >= 0:
-            out[key] = float(value)
-    tokens, seconds = req.get("completion_tokens"), req.get("completion_s")
-    if _number(tokens) and _number(seconds) and seconds > 0 and tokens > 0:
-        out["decode"] = float(tokens) / float(seconds)
+        value = _number(req.get(field))
+        if value is not None and value >= 0:
+            out[key] = value
+    tokens, seconds = _number(req.get("completion_tokens")), _number(req.get("completion_s"))
+    if tokens is not None and seconds is not None and seconds > 0 and tokens > 0:
+        out["decode"] = tokens / seconds
     return out
 
 
@@ -82,8 +82,11 @@ def status_of(req: dict[str, Any]) -> str:
     return "unknown"
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: Any) -> float | None:
+    """A finite int or float as float; None for anything else (bools, text, NaN, inf)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def bucket_index(buckets: tuple[float, ...], value: float) -> int:

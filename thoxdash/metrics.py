@@ -129,7 +129,7 @@ class LatestCollector:
             ts = _float(raw.get("__ts"))
             up[device] = ts is not None and self.now - ts <= self.stale_after_s
             up_family.add_sample(up_family.name, {"device": device}, 1.0 if up[device] else 0.0)
-            if up[device]:
+            if ts is not None and up[device]:
                 seen.add_sample(seen.name, {"device": device}, ts)
         yield seen
         yield up_family
