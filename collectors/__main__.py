@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from collectors import redis_version
 from collectors.runtimes import kind_names
 from collectors.store import (
     DEFAULT_URL,
@@ -50,7 +51,17 @@ def _stop_event() -> threading.Event:
 def _store(url: str) -> TelemetryStore:
     store = TelemetryStore(connect(url))
     ping(store.r)
+    redis_version.check(store.r, url_for_humans(url))
     return store
+
+
+def url_for_humans(url: str) -> str:
+    """The Redis URL without its password (for messages)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path if parts.hostname else ''}"
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -74,6 +85,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         agent.close()
         return 0
     store = TelemetryStore(connect(args.redis))
+    redis_version.check_at_start(store.r, url_for_humans(args.redis))  # down: buffer; too old: exit
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
     try:
@@ -128,6 +140,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_proxy(args: argparse.Namespace) -> int:
     from collectors.proxy.server import main as proxy_main
 
+    redis_version.check_at_start(connect(args.redis), url_for_humans(args.redis))
     return proxy_main(args)
 
 
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, redis_version.RedisTooOld) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RecordingError as exc:
