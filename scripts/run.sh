@@ -23,7 +23,7 @@ DEVICE="${THOXDASH_DEVICE:-$(hostname | tr -c 'A-Za-z0-9_.\n-' '-' | cut -c1-64)
   echo "beat: .venv/bin/celery -A thoxdash beat -l warning"
   echo "agent: $PY -m collectors agent --device $DEVICE"
   if ! $PY -c "import sys; from pathlib import Path; from collectors.board import is_jetson; sys.exit(0 if is_jetson(Path('/')) else 1)"; then
-    echo "demo: $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop"
+    echo "demo: $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop --root .run/demo-root"
   fi
 } > .run/Procfile
 echo "ThoxDash: http://127.0.0.1:$THOXDASH_PORT/  (user: admin; Redis: $REDIS_URL; this machine: $DEVICE)"
