@@ -30,6 +30,7 @@ urlpatterns = [
     path("settings/", views.settings_page, name="settings"),
     path("settings/webhooks/<int:webhook_id>/test", views.webhook_test, name="webhook-test"),
     path("settings/users", views.users_edit, name="users-edit"),
+    path("settings/webhooks", views.webhook_edit, name="webhook-edit"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

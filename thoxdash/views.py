@@ -168,9 +168,14 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         device_form = DeviceForm(initial={"isolated_cpus": row.isolated_cpus if row else ""})
         runtimes = RuntimeFormSet(prefix="rt", initial=[RuntimeForm.initial_from(r) for r in config["runtimes"]])
         slos = SloFormSet(prefix="slo", initial=[SloForm.initial_from(s) for s in config["slos"]])
+    from thoxdash.settings_forms import WebhookForm, redacted
+
+    hooks = list(Webhook.objects.order_by("id"))
+    for hook in hooks:  # a webhook URL's path is often its secret (Slack): staff only
+        hook.shown_url = hook.url if request.user.is_staff else redacted(hook.url)
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
-        "runtimes": runtimes, "slos": slos, "webhooks": Webhook.objects.order_by("id"),
+        "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
 
@@ -209,7 +214,7 @@ def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
         try:
             result = tester(hook)
         except Exception as exc:  # the endpoint's failure is the answer the user asked for
-            messages.error(request, f"Test to {hook.url} failed: {exc}")
+            messages.error(request, f"Test to {hook.url} failed: {str(exc)[:300]}")
         else:
             if getattr(result, "status", "sent") == "sent":
                 messages.success(request, f"Test sent to {hook.url}: {_describe(result)}")
@@ -232,17 +237,56 @@ def _describe(result: object) -> str:
 
 @login_required
 @require_POST
+def webhook_edit(request: HttpRequest) -> HttpResponse:
+    """Staff only: add a webhook, or remove one."""
+    from advisors.models import Webhook
+    from thoxdash.settings_forms import WebhookForm
+
+    if not request.user.is_staff:
+        return forbidden(request)
+    op = request.POST.get("op", "")
+    if op == "add":
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            hook = Webhook.objects.create(**form.cleaned_data)
+            messages.success(request, f"Added webhook {hook.pk} ({hook.get_format_display()}, "
+                                      f"{hook.min_severity} and above). Send a test to check it.")
+        else:
+            errors = "; ".join(f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items())
+            messages.error(request, f"Webhook not added: {errors}")
+    elif op == "remove":
+        hook = get_object_or_404(Webhook, pk=request.POST.get("webhook_id"))
+        hook.delete()
+        messages.success(request, "Removed the webhook.")
+    return redirect(reverse("settings") + "#webhooks")
+
+
+@login_required
+@require_POST
 def users_edit(request: HttpRequest) -> HttpResponse:
     """Staff only: create a user, or toggle a user's staff / active flag."""
     if not request.user.is_staff:
         return forbidden(request)
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
     users = get_user_model()
     op = request.POST.get("op", "")
     if op == "create":
         name = request.POST.get("username", "").strip()
         password = request.POST.get("password", "")
-        if not name or len(password) < 8 or users.objects.filter(username=name).exists():
-            messages.error(request, "Give a new username and a password of at least 8 characters.")
+        problems = []
+        if not name:
+            problems.append("Give a username.")
+        elif users.objects.filter(username=name).exists():
+            problems.append(f"A user named {name} already exists: choose another name.")
+        else:
+            try:
+                validate_password(password, users(username=name))
+            except ValidationError as exc:
+                problems.extend(exc.messages)
+        if problems:
+            messages.error(request, "User not created: " + " ".join(problems))
         else:
             users.objects.create_user(name, password=password, is_staff=bool(request.POST.get("is_staff")))
             messages.success(request, f"Created user {name}.")
