@@ -24,6 +24,7 @@ from advisors.recommend.words import (
     check_title,
     describe,
     describe_action,
+    describe_recommended,
     plain,
     risk_level,
 )
@@ -41,7 +42,8 @@ def _device_choice(request: HttpRequest, devices: list[str]) -> str:
 def _worded(rec: dict[str, Any]) -> dict[str, Any]:
     value = rec["evidence"]["value"]
     rec["evidence_text"] = describe(rec["id"], value) if rec.get("kind") == "tuning" else plain(value)
-    rec["recommended_text"] = plain(rec.get("recommended"))
+    rec["recommended_text"] = (describe_recommended(rec["id"], rec.get("recommended")) if rec.get("kind") == "tuning"
+                               else plain(rec.get("recommended")))
     rec["action_text"] = describe_action(rec.get("action"))
     rec["risk_level"] = risk_level(rec.get("risk", ""))
     return rec

@@ -63,6 +63,12 @@ def inference_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
     return {int(c) for c in governors if is_uint(c)}
 
 
+def _cpu_ranges(cpus: Any) -> str:
+    from advisors.recommend.words import cpu_list
+
+    return cpu_list(cpus)
+
+
 def host_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
     """The host's CPUs: from the governors, else from the per-core load series (config "online_cpus")."""
     cpus = {int(c) for c in (state.get("cpu_governor") or {}) if is_uint(str(c))}
@@ -108,7 +114,7 @@ def check_cpu_governor(state: dict[str, Any], config: dict[str, Any]) -> dict[st
     cores = inference_cpus(state, config)
     wrong = {c: g for c, g in governors.items() if is_uint(c) and int(c) in cores and g != "performance"}
     value = {c: governors[c] for c in sorted(governors, key=lambda c: int(c) if is_uint(c) else -1)}
-    note = f"not performance on cpu {','.join(sorted(wrong, key=int))}" if wrong else ""
+    note = f"not performance on CPUs {_cpu_ranges(wrong)}" if wrong else ""
     return _result("cpu_governor", "warn" if wrong else "ok", value, "performance", note)
 
 

@@ -59,7 +59,7 @@
       trace: function () { return {}; } },
     "chart-latency": { want: function (k) { return k.name === "request_latency_p50_seconds" || k.name === "request_latency_p99_seconds"; },
       trace: function (k) { var p99 = k.name.indexOf("p99") > 0; return { name: (p99 ? "p99 " : "p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, line: { dash: p99 ? "dash" : "solid", width: 1.5 } }; },
-      yaxis: { title: { text: "seconds" }, type: "log", fixedrange: true } },
+      yaxis: { title: { text: "seconds" }, type: "log", dtick: 1, tickformat: "~s", ticksuffix: "s", fixedrange: true } },
     "chart-ttft": { want: function (k) { return k.name === "request_ttft_p50_seconds" || k.name === "request_tokens_per_second"; },
       trace: function (k) { var tps = k.name === "request_tokens_per_second"; return { name: (tps ? "tok/s " : "TTFT p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, yaxis: tps ? "y2" : "y", line: { dash: tps ? "dot" : "solid" } }; },
       yaxis: { title: { text: "TTFT s" }, rangemode: "tozero", fixedrange: true },
