@@ -42,10 +42,10 @@ def fleet(request: HttpRequest) -> HttpResponse:
 def checklist(state: dict[str, Any], config: dict[str, Any]) -> list[dict[str, str]]:
     """The doctor's tuning checklist over the latest state hash, in words for the template."""
     from advisors.recommend import run_checks
-    from advisors.recommend.words import STATUS_WORDS, check_title, describe, describe_recommended
+    from advisors.recommend.words import check_title, describe, describe_recommended
 
     return [{"check": c["check"], "title": check_title(c["check"]), "status": c["status"],
-             "status_text": STATUS_WORDS.get(c["status"], c["status"]),
+             "status_text": c["status"],
              "value": describe(c["check"], c.get("value")),
              "recommended": describe_recommended(c["check"], c.get("recommended")),
              "evidence": str(c.get("evidence") or "")}
