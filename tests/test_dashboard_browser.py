@@ -220,3 +220,40 @@ def test_read_only_user_gets_a_403_page(browser, live):
     assert status == 403
     log = live.log("daphne")
     assert "Forbidden" in log and "Traceback" not in log
+
+
+def test_charts_are_honest(browser, live):
+    """Gaps break lines, latency is on a log scale, the SLO target sits visibly below 100 %, the IRQ
+    colour scale starts at 0, temperatures have a fixed 0-100 °C axis, GPU frequency starts at 0."""
+    from advisors.models import DeviceSettings  # noqa: F401  (Django is set up by pytest-django)
+
+    store = TelemetryStore(connect(live.env["REDIS_URL"]), live.prefix)
+    device, now = "honest-charts", time.time()
+    store.register_device(device, board={"model": "test board"})
+    samples = [i for i in range(0, 40)] + [i for i in range(100, 140)]  # a 60 s outage in the middle
+    store.publish(device, [{"ts": now - 140 + i, "source": "jtop", "values": {
+        "gpu_load_ratio": 0.5, "gpu_freq_hz": 9.0e8, 'temperature_celsius{zone="gpu"}': 65.0,
+        'irq_interrupts_total{cpu="0",irq="eth0"}': i * 100.0, 'irq_interrupts_total{cpu="1",irq="eth0"}': i * 10.0,
+        'cpu_load_ratio{cpu="0"}': 0.3}} for i in samples])
+    store.publish(device, [{"ts": now - 140 + i, "source": "request", "request": {
+        "runtime": "triton", "model": "yolo", "total_s": 0.02 if i % 2 else 6.0, "ttft_s": 0.01}} for i in samples])
+    live.manage("shell", "-c", "from advisors.models import DeviceSettings; DeviceSettings.objects.update_or_create("
+                f"device='{device}', defaults={{'slos': [{{'runtime': 'triton', 'model': 'yolo', 'deadline_s': 1.0, "
+                "'target_ratio': 0.999, 'window_s': 60}]})")
+    page = login(browser, live, 1440, 900)
+    page.goto(live.url + f"/devices/{device}/?range=15m")
+    page.wait_for_function("document.getElementById('charts').dataset.rendered >= '1'")
+    gpu = page.evaluate("document.getElementById('chart-gpu').data.find(t => t.name === 'GPU load').y")
+    lat = page.evaluate("document.getElementById('chart-latency').layout.yaxis.type")
+    temp = page.evaluate("document.getElementById('chart-temp').layout.yaxis.range")
+    freq = page.evaluate("document.getElementById('chart-gpu').layout.yaxis2.range")
+    irq = page.evaluate("document.getElementById('chart-irq').data[0].zmin")
+    slo = page.evaluate("document.getElementById('chart-slo').layout.yaxis.range")
+    page.screenshot(path=str(ARTIFACTS / "ux-honest-charts-1440.png"), full_page=True)
+    page.context.close()
+    assert None in gpu and gpu.count(None) == 1  # the outage is a gap, once
+    assert lat == "log"
+    assert temp[0] == 0 and temp[1] >= 100
+    assert freq[0] == 0
+    assert irq == 0
+    assert slo[1] > 1.0 and slo[0] < 0.999 - 0.002  # the 99.9 % target well inside the axis, below 100 %

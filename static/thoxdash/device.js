@@ -116,14 +116,14 @@
     }
     return { shapes: shapes, annotations: notes };
   }
-  function layout(id) {
+  function layout(id, given) {
     var def = CHARTS[id], c = colors(), deco = eventDecor(id);
     var l = { margin: { l: 55, r: def.yaxis2 ? 55 : 12, t: 18, b: 30 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: c.fg, size: 11 }, xaxis: { type: "date", gridcolor: c.line, range: xrange() },
       yaxis: Object.assign({ gridcolor: c.line }, def.yaxis), legend: { orientation: "h", y: -0.18 }, showlegend: true,
       hovermode: "x unified", uirevision: "keep", shapes: deco.shapes, annotations: deco.annotations };
     if (def.yaxis2) l.yaxis2 = Object.assign({}, def.yaxis2);
-    var el = document.getElementById(id), data = (el && el.data) || [];
+    var el = document.getElementById(id), data = given || (el && el.data) || [];
     if (def.y2zero) {  // frequency from 0 to its highest value (never an autoscaled sliver around one value)
       var top = 0;
       data.forEach(function (t) { if (t.yaxis === "y2") (t.y || []).forEach(function (v) { if (v > top) top = v; }); });
@@ -277,7 +277,7 @@
         data.push(t);
       });
       if (id === "chart-temp" && data.length) { data.push(throttleTrace(data)); traces[id].__throttle = data.length - 1; }
-      Plotly.react(id, data, layout(id), PLOT_CONFIG);
+      Plotly.react(id, data, layout(id, data), PLOT_CONFIG);
       noteData(id, data.length > 0);
     }
     renderForecast(msg.forecast);
