@@ -131,28 +131,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
     recording = load(args.file)
     store = _store(args.redis)
     stop = _stop_event()
-    alive = None
+    alive = ollama = None
     if args.root:
-        alive = _demo_executor(recording, store, args.device, Path(args.root), stop)
-    sent = replay(recording, store, args.device, speed=args.speed, loop=args.loop, stop=stop)
+        from collectors.demo.runtimes import SimulatedOllama
+
+        ollama = SimulatedOllama().start()
+        alive = _demo_executor(recording, store, args.device, Path(args.root), stop, ollama)
+    sent = replay(recording, store, args.device, speed=args.speed, loop=args.loop, stop=stop,
+                  on_batch=ollama.see if ollama else None)
     stop.set()
     if alive is not None:
         alive.join(5)
+    if ollama is not None:
+        ollama.stop()
     print(f"replayed {sent} records as device {args.device}", file=sys.stderr)
     return 0
 
 
 def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
-                   stop: threading.Event) -> threading.Thread:
+                   stop: threading.Event, ollama) -> threading.Thread:
     """Make a replayed device act: build the throwaway tree under `root`, execute the device's
     signed actions there (the agent's own executor) and publish the tuning state read from the tree
-    in place of the recording's, so an Apply shows up on the checklist and Undo takes it back."""
+    in place of the recording's, so an Apply shows up on the checklist and Undo takes it back.
+    Runtime actions on ollama go to a simulated Ollama (collectors/demo/runtimes.py)."""
     from collectors.actions.context import load_config
     from collectors.actions.executor import Executor
-    from collectors.demo.tree import build
+    from collectors.demo.tree import build, write_allow_list
     from collectors.sources.tuning import TuningSource
 
-    build(root, recording.config.get("runtimes"))
+    runtimes = recording.config.get("runtimes")
+    build(root, runtimes)
+    write_allow_list(root, runtimes, {"ollama": ollama.url})
     recording.records = [r for r in recording.records if r.get("source") != "tuning"]
     executor = Executor(store, device, root, config=load_config(root, str(root / "etc/thoxdash/agent.json")))
     tuning = TuningSource(root=root, interval=5.0)
@@ -164,7 +173,11 @@ def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
             try:
                 handled = executor.poll()
                 if handled or now >= next_state:
-                    store.publish(device, tuning.collect(time.time()))
+                    records = tuning.collect(time.time())
+                    models = ollama.values()
+                    if models:
+                        records.append({"ts": time.time(), "source": "runtimes", "values": models})
+                    store.publish(device, records)
                     next_state = now + tuning.interval
             except Exception as exc:  # a failure is logged and retried, never ends the replay
                 logging.warning("demo executor for %s: %s", device, exc)

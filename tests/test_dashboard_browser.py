@@ -257,3 +257,29 @@ def test_charts_are_honest(browser, live):
     assert freq[0] == 0
     assert irq == 0
     assert slo[1] > 1.0 and slo[0] < 0.999 - 0.002  # the 99.9 % target well inside the axis, below 100 %
+
+
+def test_runtime_action_on_the_demo_answers_from_its_simulated_ollama(browser, live):
+    store = TelemetryStore(connect(live.env["REDIS_URL"]), live.prefix)
+    key = 'runtime_model_bytes{model="gpt-oss:20b",runtime="ollama"}'
+    deadline = time.time() + 60
+    while key not in store.latest(DEMO)["values"] and time.time() < deadline:
+        time.sleep(0.5)  # loaded once the replay reaches its first ollama request
+    assert key in store.latest(DEMO)["values"]
+    page = login(browser, live, 1440, 900)
+    page.goto(live.url + f"/advisor/?device={DEMO}")
+    answer = page.evaluate("""async (device) => {
+        const csrf = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
+        const r = await fetch(`/api/devices/${device}/actions`, {method: 'POST', headers: {'X-CSRFToken': csrf,
+            'Content-Type': 'application/json'}, body: JSON.stringify({action: 'evict',
+            params: {runtime: 'ollama', model: 'gpt-oss:20b'}})});
+        const row = await r.json();
+        for (let i = 0; i < 60; i++) {
+            const s = await (await fetch(`/api/actions/${row.id}`)).json();
+            if (s.state !== 'pending') return s;
+            await new Promise(ok => setTimeout(ok, 500));
+        }
+        return {state: 'pending'}; }""", DEMO)
+    page.context.close()
+    assert answer["state"] == "applied", answer
+    assert answer["preview"][0]["old"] == "loaded" and answer["preview"][0]["new"] == "unloaded"

@@ -142,8 +142,15 @@ def build(root: Path, runtimes: list[dict[str, Any]] | None = None) -> Path:
     _write(root, "run/demo-units/gdm3.service", "inactive\n")
     for rel, text in TOOLS:
         _write(root, rel, text, 0o755)
-    allow = {"runtimes": [{k: r[k] for k in ("name", "kind", "url", "priority") if r.get(k)}
-                          for r in runtimes or [] if r.get("name")], "services": ["gdm3.service"]}
-    _write(root, "etc/thoxdash/agent.json", json.dumps(allow))
+    write_allow_list(root, runtimes)
     _write(root, "etc/thoxdash/demo-tree", "a throwaway tree for the ThoxDash demo device\n")
     return root
+
+
+def write_allow_list(root: Path, runtimes: list[dict[str, Any]] | None, urls: dict[str, str] | None = None) -> None:
+    """The demo's allow-list (etc/thoxdash/agent.json): its runtimes, with the simulated ones' URLs."""
+    urls = urls or {}
+    allow = {"runtimes": [{**{k: r[k] for k in ("name", "kind", "url", "priority") if r.get(k)},
+                           **({"url": urls[r["name"]]} if r.get("name") in urls else {})}
+                          for r in runtimes or [] if r.get("name")], "services": ["gdm3.service"]}
+    _write(Path(root), "etc/thoxdash/agent.json", json.dumps(allow))
