@@ -8,7 +8,6 @@ ones, so a bad request fails fast with a clear message instead of waiting for th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -18,9 +17,8 @@ from django.conf import settings
 
 from advisors.models import ActionRequest, Alert, DeviceSettings
 from collectors.actions import registry, signing
-from collectors.actions.executor import log_key
 from collectors.actions.params import ParamError
-from collectors.store import MAXLEN, TelemetryStore, check_device_id
+from collectors.store import TelemetryStore, check_device_id
 
 log = logging.getLogger(__name__)
 TTL_S = 300.0
@@ -93,8 +91,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         device=device, action=action, params=clean, request_id=message["id"], origin=origin,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
-    store.r.xadd(store.keys(device).actions, signing.sign(message, settings.AGENT_KEY),
-                 maxlen=MAXLEN["actions"], approximate=True)
+    store.action_queue(device).submit(signing.sign(message, settings.AGENT_KEY))
     return row
 
 
@@ -147,8 +144,7 @@ def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None)
     if row.state != "pending":
         return row
     now = time.time() if now is None else now
-    text = store.r.hget(log_key(store, row.device), row.request_id)
-    answer = json.loads(text) if text else None
+    answer = store.action_log(row.device).get(row.request_id)
     if answer is None or answer.get("status") == "running":
         if row.expires_at and now > row.expires_at.timestamp() + GRACE_S:
             row.state = "expired"

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 
 from django import forms
 
+from collectors.runtimes import kind_names
+
 PRIORITIES = [("critical", "critical"), ("essential", "essential"), ("background", "background")]
-KINDS = [(k, k) for k in ("ollama", "tensorrt_llm", "triton", "vllm", "llamacpp", "cuquantum", "other")]
+KINDS = [(k, k) for k in (*kind_names(), "other")]  # the runtime registry
 GB = 1e9
 
 

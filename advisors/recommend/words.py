@@ -78,7 +78,8 @@ def describe(check: str, value: Any) -> str:
     if check == "clocks_locked" and isinstance(value, dict):
         locked = [k.upper() for k, v in sorted(value.items()) if v is True]
         free = [k.upper() for k, v in sorted(value.items()) if v is False]
-        parts = ([f"locked: {', '.join(locked)}"] if locked else []) + ([f"not locked: {', '.join(free)}"] if free else [])
+        parts = [f"locked: {', '.join(locked)}"] if locked else []
+        parts += [f"not locked: {', '.join(free)}"] if free else []
         return "; ".join(parts) or "not known"
     if check == "isolcpus" and isinstance(value, dict):
         return f"isolated CPUs {value.get('isolated') or 'none'}; nohz_full on {value.get('nohz_full') or 'none'}"
@@ -171,7 +172,8 @@ def describe_action(action: dict[str, Any] | None) -> str:
         return f"set the memory limit of {params.get('cgroup')} to {plain(params.get('max'))}"
     if name == "batch":
         steps = params.get("steps") or []
-        return f"{len(steps)} tuning step{'s' if len(steps) != 1 else ''}: " + "; ".join(describe_action(s) for s in steps)
+        head = f"{len(steps)} tuning step{'s' if len(steps) != 1 else ''}: "
+        return head + "; ".join(describe_action(s) for s in steps)
     if name == "undo":
         return f"undo request {params.get('request_id')}"
     return f"{str(name).replace('_', ' ')} ({plain(params)})" if params else str(name).replace("_", " ")
