@@ -115,3 +115,20 @@ def test_breach_fires_resends_and_resolves_in_real_alertmanager(live, tmp_path):
     kinds = {k for k, _, _ in rows}
     assert {"alert", "resend"} <= kinds
     assert all(status == "sent" and code == 200 for _, status, code in rows), rows
+
+
+@pytest.mark.django_db
+def test_settings_page_offers_every_format_and_adds_an_alertmanager_push(client, django_user_model):
+    from advisors.models import Webhook
+
+    staff = django_user_model.objects.create_user("am-staff", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/settings/").content.decode()
+    for fmt in NOTIFIERS:
+        assert f'value="{fmt}"' in page, fmt
+    r = client.post("/settings/webhooks", {"op": "add", "url": "http://am.example:9093", "format": "alertmanager-api",
+                                           "min_severity": "warning", "secret": ""})
+    assert r.status_code == 302
+    hook = Webhook.objects.get(url="http://am.example:9093")
+    assert hook.format == "alertmanager-api"
+    assert NOTIFIERS[hook.format].endpoint(hook.url) == "http://am.example:9093/api/v2/alerts"

@@ -19,7 +19,7 @@ class AlertmanagerNotifier(Notifier):
     label = "Alertmanager v4 (webhook body)"
 
     def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
-        items = []
+        items: list[dict[str, Any]] = []
         for a in alerts:
             labels = {"alertname": a.rule, "device": a.device, "severity": a.severity, **a.labels}
             items.append({"status": a.status, "labels": labels, "annotations": {"summary": a.summary},

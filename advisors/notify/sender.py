@@ -125,7 +125,8 @@ def post(webhook: Webhook, delivery: Delivery) -> tuple[int | None, str, float |
     except httpx.TimeoutException:
         return None, f"timeout after {timeout_s():g} s", None, (time.perf_counter() - start) * 1000
     except httpx.HTTPError as exc:
-        return None, f"connection failed: {exc.__class__.__name__}: {exc}"[:500], None, (time.perf_counter() - start) * 1000
+        error = f"connection failed: {exc.__class__.__name__}: {exc}"[:500]
+        return None, error, None, (time.perf_counter() - start) * 1000
     ms = (time.perf_counter() - start) * 1000
     if 200 <= response.status_code < 300:
         return response.status_code, "", None, ms

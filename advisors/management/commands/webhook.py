@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                           f"{', signed' if hook.secret else ''})")
 
     def do_list(self, opts) -> None:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for hook in Webhook.objects.order_by("id"):
             last = hook.deliveries.order_by("-created_at").first()
             backlog = hook.deliveries.filter(kind="alert", status__in=["pending", "retrying", "sending"]).order_by("pk")
