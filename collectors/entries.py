@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from collectors.recording import KINDS, dumps
 
@@ -103,7 +103,7 @@ def decode(fields: dict[str, str], rollup: bool = False) -> dict[str, Any]:
     why = problem(record, rollup)
     if why:
         raise BadEntry(why)
-    return record
+    return cast("dict[str, Any]", record)
 
 
 def decode_all(entries: Iterable[tuple[str, dict[str, str]]], where: str = "",

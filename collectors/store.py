@@ -24,7 +24,9 @@ import redis
 
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
-from collectors.keys import DEVICE_ID, REJECTED_FIELD, GlobalKeys, Keys, check_device_id
+from collectors.keys import DEVICE_ID as DEVICE_ID  # re-exported: callers validate ids through the store
+from collectors.keys import REJECTED_FIELD, GlobalKeys, Keys
+from collectors.keys import check_device_id as check_device_id
 from collectors.recording import dumps, record_kind
 from collectors.repos import ActionLog, ActionQueue, RuleMemos
 
@@ -371,16 +373,16 @@ class TelemetryStore:
     # -- age limits (called by the server's rollup pass; the count caps above always apply) ------
     def trim_before(self, device: str, stream: str, ts: float, approximate: bool = False) -> int:
         """Drop entries of one stream older than `ts` (XTRIM MINID); returns how many went."""
-        return self.r.xtrim(
+        return int(self.r.xtrim(
             self.keys(device).stream(stream), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        ))
 
     def trim_rollups_before(
         self, device: str, step_s: int, ts: float, approximate: bool = False
     ) -> int:
-        return self.r.xtrim(
+        return int(self.r.xtrim(
             self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        ))
 
     def read_chunks(
         self, device: str, stream: str, since: float, until: float, chunk: int = 5000

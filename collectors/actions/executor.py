@@ -78,7 +78,7 @@ class Executor:
         try:
             message = verify(fields, self.key, self.device, now)
         except Rejected as exc:
-            result = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
+            result: dict[str, Any] = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
             if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
                 result["action"] = exc.authentic.get("action")
                 self.action_log.claim(exc.authentic["id"], {**result, "sig": fields["sig"]})
@@ -179,12 +179,13 @@ class Executor:
     def batch(self, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
         steps = params.get("steps")
         if not isinstance(steps, list) or not 0 < len(steps) <= registry.MAX_BATCH:
-            return {"status": "rejected", "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
-        prepared = []
+            return {"status": "rejected",
+                    "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
+        prepared: list[tuple[str, dict[str, Any]]] = []
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
             action = registry.ACTIONS.get(name) if isinstance(name, str) else None
-            if action is None or not action.safe:
+            if not isinstance(name, str) or action is None or not action.safe:
                 return {"status": "rejected", "reason": f"step {index + 1}: {name!r} is not a safe tuning action"}
             try:
                 prepared.append((name, self.prepare(name, step.get("params") or {}, origin)))
@@ -207,13 +208,14 @@ class Executor:
     def undo(self, params: dict[str, Any]) -> dict[str, Any]:
         target = params.get("request_id")
         original = self.lookup(target) if isinstance(target, str) else None
-        if original is None:
+        if original is None or not isinstance(target, str):
             return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
         if original.get("undone_by"):
             return {"status": "rejected", "reason": f"already undone by request {original['undone_by']}"}
         if original.get("status") not in ("applied", "partial"):
             return {"status": "rejected", "reason": f"request {target} was {original.get('status')}: nothing to undo"}
         self.ctx.request_id = target
+        result: dict[str, Any]
         if original.get("action") == "batch":
             results = []
             pairs = list(zip(original.get("steps") or [], original.get("steps_snapshot") or [], strict=False))
@@ -268,7 +270,7 @@ class ExecutorHook:
     def __init__(self, executor: Executor):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
-        self.running: Future | None = None
+        self.running: Future[Any] | None = None
         self.backoff = 0.0
         self.retry_at = 0.0
 
