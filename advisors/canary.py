@@ -84,7 +84,7 @@ def records_for(req: dict[str, Any], now: float) -> list[dict[str, Any]]:
     tps = req.get("completion_tokens_per_s")
     ok = "error" not in req and isinstance(tps, (int, float)) and tps > 0
     values: dict[str, float] = {series_key("canary_up", **labels): 1.0 if ok else 0.0}
-    if ok:
+    if ok and isinstance(tps, (int, float)):
         values[series_key("canary_decode_tokens_per_second", **labels)] = float(tps)
         ttft = req.get("ttft_s")
         if isinstance(ttft, (int, float)):

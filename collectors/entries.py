@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from collectors.recording import KINDS, dumps
 
@@ -103,7 +103,8 @@ def decode(fields: dict[str, str], rollup: bool = False) -> dict[str, Any]:
     why = problem(record, rollup)
     if why:
         raise BadEntry(why)
-    return cast("dict[str, Any]", record)
+    checked: dict[str, Any] = record
+    return checked
 
 
 def decode_all(entries: Iterable[tuple[str, dict[str, str]]], where: str = "",
