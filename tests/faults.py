@@ -84,6 +84,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.arrivals: list[float] = []  # time.time() of each body, same order as `bodies`
         self._httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> Receiver:
@@ -100,6 +101,7 @@ class Receiver:
                 except ValueError:
                     owner.bodies.append({"raw": raw.decode(errors="replace")})
                 owner.headers.append(dict(self.headers))
+                owner.arrivals.append(time.time())
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
                 try:
