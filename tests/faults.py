@@ -196,6 +196,7 @@ class MakeRun:
                     "THOXDASH_PORT": str(self.port), "THOXDASH_ADMIN_PASSWORD": self.PASSWORD,
                     "THOXDASH_SECRET_KEY": "test-secret-key-for-the-fault-run-only-0123456789",
                     "THOXDASH_AGENT_KEY": self.KEY, "THOXDASH_METRICS_TOKEN": "fault-run-token",
+                    "THOXDASH_LIVE_PART_BYTES": "2048",  # snapshots in several parts, as a big device's
                     "THOXDASH_DEVICE": self.DEVICE, "THOXDASH_AGENT_ROOT": str(self.root),
                     "DJANGO_SETTINGS_MODULE": "thoxdash.settings", "PYTHONPATH": str(ROOT_DIR)}
         self.env.pop("PYTEST_CURRENT_TEST", None)
