@@ -27,6 +27,7 @@ from pathlib import Path
 
 from collectors.proxy.series import DECODE_TPS
 from collectors.sources.latency_scrape import LatencyScrapeSource
+from collectors.sources.registry import interval_for
 from collectors.sources.runtimes import RuntimeSource
 from collectors.store import TelemetryStore, connect
 from tests.proxy_helpers import client, records_in_store, start_proxy
@@ -56,7 +57,7 @@ async def proxy_vs_server(srv: LlamaServer, store: TelemetryStore) -> None:
         await running.stop()
 
 
-def busy_ticks(srv: LlamaServer, ticks: int, tmp: Path) -> None:
+def busy_ticks(srv: LlamaServer, ticks: int, tmp: Path, tick_s: float) -> None:
     cfg = tmp / "runtimes.json"
     cfg.write_text(json.dumps({"runtimes": [{"name": "bench", "kind": "llamacpp", "url": srv.url}],
                                "defaults": False}))
@@ -72,24 +73,24 @@ def busy_ticks(srv: LlamaServer, ticks: int, tmp: Path) -> None:
                 speeds.append(body["timings"]["predicted_per_second"])
 
     workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
-    print(f"\n2. agent decode tok/s per busy tick ({ticks} ticks of 1 s, 2 clients generating)")
+    print(f"\n2. agent decode tok/s per busy tick ({ticks} ticks of {tick_s:g} s, 2 clients generating)")
     print(f"{'tick':>5} {'runtimes src':>13} {'scrape':>10} {'server (median of requests)':>28}")
     for w in workers:
         w.start()
-    nonzero = 0
+    nonzero = last = before = 0
     try:
         for tick in range(ticks + 1):
-            before = len(speeds)
+            last, before = before, len(speeds)
             now = time.time()
             s = scrape.collect(now)[0]["values"]
             r = runtimes.collect(now)[0]["values"]
             if tick:
                 gauge = r.get("llamacpp:predicted_tokens_seconds")
                 dec = s.get(f'{DECODE_TPS}{{model="{ALIAS}",runtime="bench"}}')
-                server = statistics.median(speeds[before - 8:before]) if before else None
+                server = statistics.median(speeds[last:before]) if before > last else None
                 nonzero += bool(gauge) and bool(dec)
                 print(f"{tick:>5} {gauge or 0:>13.0f} {dec or 0:>10.0f} {server or 0:>28.0f}")
-            time.sleep(1.0)
+            time.sleep(tick_s)
     finally:
         stop.set()
         for w in workers:
@@ -127,6 +128,8 @@ def sleeping(model: Path, ticks: int, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=8)
+    ap.add_argument("--tick-s", type=float, default=interval_for("runtimes"),
+                    help="seconds between agent ticks (default: the runtimes source's interval)")
     ap.add_argument("--sleep-ticks", type=int, default=6)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-llama-"))
@@ -136,7 +139,7 @@ def main() -> None:
     try:
         with LlamaServer(model, log_dir=tmp) as srv:
             asyncio.run(proxy_vs_server(srv, store))
-            busy_ticks(srv, args.ticks, tmp)
+            busy_ticks(srv, args.ticks, tmp, args.tick_s)
         sleeping(model, args.sleep_ticks, tmp)
     finally:
         store.delete_prefix()

@@ -69,9 +69,17 @@ def test_make_run_rides_out_a_redis_outage(tmp_path):
                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
             context = browser.new_context()
             context.add_cookies([{"name": "sessionid", "value": cookie, "url": run.url}])
+            # more series than one 2 KiB part holds: the page's snapshot comes in parts
+            store.publish(DEVICE, [{"ts": time.time(), "source": "extra", "values": {
+                f'cpu_load_ratio{{cpu="{100 + i}"}}': 0.5 for i in range(100)}}])
             page = context.new_page()
+            frames: list[str] = []
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(str(payload)[:40])))
             page.goto(run.url + f"/devices/{DEVICE}/")
             page.wait_for_function("document.getElementById('charts').dataset.updates >= '1'", timeout=30000)
+            # the snapshot came in parts (THOXDASH_LIVE_PART_BYTES is small here) and was drawn whole
+            assert any('"type":"snapshot_part"' in f for f in frames), frames[:5]
+            page.wait_for_function("document.getElementById('charts').dataset.rendered >= '1'", timeout=10000)
 
             killed_at = time.time()
             redis_server.kill()

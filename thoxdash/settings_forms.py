@@ -22,7 +22,7 @@ class RuntimeForm(forms.Form):
     # a blank first choice: the empty extra row stays unchanged, so the form saves as served
     kind = forms.ChoiceField(choices=[("", "— kind —"), *KINDS])
     match = forms.CharField(max_length=200, required=False, help_text="process name or command-line regex")
-    url = forms.URLField(max_length=300, required=False)
+    url = forms.URLField(max_length=300, required=False, assume_scheme="http")
     ceiling_gb = forms.FloatField(min_value=0.01, max_value=4096, required=False, label="Ceiling (GB)")
     priority = forms.ChoiceField(choices=PRIORITIES, initial="background")
 

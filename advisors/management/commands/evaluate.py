@@ -56,8 +56,8 @@ def local_time(ts: object) -> str:
     from datetime import datetime
 
     try:
-        when = datetime.fromtimestamp(float(ts)).astimezone() if not isinstance(ts, str) else \
-            datetime.fromisoformat(ts).astimezone()
+        when = datetime.fromisoformat(ts).astimezone() if isinstance(ts, str) else \
+            datetime.fromtimestamp(float(ts)).astimezone()  # type: ignore[arg-type]  # TypeError: shown raw
     except (TypeError, ValueError, OverflowError, OSError):
         return str(ts)
     return when.strftime("%Y-%m-%d %H:%M:%S %Z")
