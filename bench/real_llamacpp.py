@@ -123,6 +123,10 @@ def sleeping(model: Path, ticks: int, tmp: Path) -> None:
                 print(f"{tick:>5} {str(srv.get('/props')[1].get('is_sleeping')):>12} {says:>22} "
                       f"{srv.rss_bytes() / 2**20:>15.1f}")
                 time.sleep(1.0)
+            srv.get("/slots")  # what the runtimes source polled every tick before the fix
+            time.sleep(1.0)
+            print(f"{'peer':>5} {str(srv.get('/props')[1].get('is_sleeping')):>12} {'(one GET /slots)':>22} "
+                  f"{srv.rss_bytes() / 2**20:>15.1f}")
         finally:
             runtimes.close()
             scrape.close()
