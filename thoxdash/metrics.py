@@ -49,6 +49,7 @@ class LatestCollector:
         seen = Metric(f"{PREFIX}device_last_seen_timestamp_seconds",
                       "Unix time of the device's latest telemetry.", "gauge")
         up = Metric(f"{PREFIX}device_up", "1 while the device reported within the stale window.", "gauge")
+        own = {seen.name, up.name}
         for device, raw in sorted(self.latest.items()):
             ts = _float(raw.get("__ts"))
             if ts is not None:
@@ -66,7 +67,11 @@ class LatestCollector:
                 except SeriesKeyError:
                     continue
                 labels.pop("device", None)  # ours wins
+                # `__`-labels are reserved by Prometheus (a `__name__` label breaks the scrape)
+                labels = {k: v for k, v in labels.items() if not k.startswith("__")}
                 full = PREFIX + name
+                if full in own:  # a device cannot write ThoxDash's own families
+                    continue
                 counter = metric_type(name) == "counter" and name.endswith("_total")
                 family_name = full[: -len("_total")] if counter else full
                 family = families.get(family_name)
