@@ -10,8 +10,8 @@ the few a runtime client derives under its kind's prefix, e.g. `ollama_loaded_mo
 runtimes source passes through, are not listed: collectors/runtimes/ owns those.
 
 Sources named here: host, jtop, tegra_sysfs, tegrastats, nvml, cgroup, irq, runtimes,
-latency_scrape, proxy, agent; `dashboard` marks series the server derives from the requests stream
-(never stored by a device).
+latency_scrape, proxy, agent; `canary` is the server's periodic test request (advisors/canary.py);
+`dashboard` marks series the server derives from the requests stream (never stored by a device).
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ class Chart:
 # Device-page charts, in page order (templates/device.html lays them out; device.js draws them).
 CHARTS = (
     Chart("chart-gpu", "GPU load and frequency"),
-    Chart("chart-memory", "Unified memory by runtime, with ceilings"),
+    Chart("chart-memory", "Memory by runtime, against its own ceiling"),
+    Chart("chart-host", "Host memory"),
     Chart("chart-power", "Power by rail"),
     Chart("chart-temp", "Temperatures and throttle points"),
-    Chart("chart-cpu", "CPU per core"),
+    Chart("chart-cpu", "CPU load per core"),
     Chart("chart-irq", "Interrupts per second, IRQ × CPU"),
     Chart("chart-latency", "Request latency p50 / p99"),
     Chart("chart-ttft", "Time to first token and decode speed"),
@@ -88,15 +89,15 @@ METRICS = (
     Metric("engine_freq_hz", "hertz", "Accelerator engine clock.", ("jtop", "tegrastats"), labels=("engine",)),
     Metric("jetson_clocks_active", "1", "1 while jetson_clocks pins the clocks.", ("jtop", "tegra_sysfs")),
     # -- memory -----------------------------------------------------------------------------------
-    Metric("ram_total_bytes", "bytes", "Total RAM.", JETSON_HOST, live=True),
-    Metric("ram_used_bytes", "bytes", "RAM in use.", JETSON_HOST, chart="chart-memory"),
+    Metric("ram_total_bytes", "bytes", "Total RAM.", JETSON_HOST, chart="chart-host"),
+    Metric("ram_used_bytes", "bytes", "RAM in use.", JETSON_HOST, chart="chart-host"),
     Metric("ram_available_bytes", "bytes", "RAM available to new work.", ("host", "jtop"), live=True),
     Metric("ram_largest_free_block_bytes", "bytes", "Largest free block of RAM (tegrastats lfb).", ("tegrastats",),
            live=True),
     Metric("ram_largest_free_block_count", "1", "How many of the largest free blocks there are (tegrastats lfb).",
            ("tegrastats",), live=True),
     Metric("swap_total_bytes", "bytes", "Total swap.", JETSON_HOST, live=True),
-    Metric("swap_used_bytes", "bytes", "Swap in use.", JETSON_HOST, live=True),
+    Metric("swap_used_bytes", "bytes", "Swap in use.", JETSON_HOST, chart="chart-host"),
     Metric("swap_cached_bytes", "bytes", "Swap cached in RAM.", ("jtop", "tegrastats"), live=True),
     Metric("memory_pressure_some_ratio", "ratio", "PSI memory some avg10 / 100.", ("cgroup",)),
     Metric("memory_pressure_full_ratio", "ratio", "PSI memory full avg10 / 100.", ("cgroup",)),
@@ -174,6 +175,9 @@ METRICS = (
     Metric("requests_total", "1", "Requests the runtime finished.", ("latency_scrape",), labels=RM, type="counter"),
     Metric("latency_scrape_up", "1", "1 while the runtime's metrics endpoint answers.", ("latency_scrape",),
            labels=("runtime",)),
+    Metric("canary_up", "1", "1 while the canary request to the runtime succeeded.", ("canary",), labels=RM),
+    Metric("canary_decode_tokens_per_second", "1/s", "Decode speed of the canary request.", ("canary",), labels=RM),
+    Metric("canary_ttft_seconds", "seconds", "Time to first token of the canary request.", ("canary",), labels=RM),
     # -- derived on the server from the requests stream ------------------------------------------
     Metric("request_latency_p50_seconds", "seconds", "Median request duration per time bucket.", ("dashboard",),
            labels=RM, chart="chart-latency"),

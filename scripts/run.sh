@@ -31,7 +31,7 @@ AGENT_ROOT="${THOXDASH_AGENT_ROOT:-/}"
   echo "beat: .venv/bin/celery -A thoxdash beat -l warning"
   echo "agent: $PY -m collectors agent --device $DEVICE --root $AGENT_ROOT"
   if ! $PY -c "import sys; from pathlib import Path; from collectors.board import is_jetson; sys.exit(0 if is_jetson(Path(sys.argv[1])) else 1)" "$AGENT_ROOT"; then
-    echo "demo: $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop"
+    echo "demo: $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop --root $RUN/demo-root"
   fi
 } > "$RUN/Procfile"
 echo "ThoxDash: http://127.0.0.1:$THOXDASH_PORT/  (user: admin; Redis: $REDIS_URL; this machine: $DEVICE)"

@@ -16,6 +16,7 @@ def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
 
 class AlertmanagerNotifier(Notifier):
     format = "alertmanager"
+    label = "Alertmanager v4 (webhook body)"
 
     def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
         items: list[dict[str, Any]] = []

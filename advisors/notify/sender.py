@@ -116,10 +116,12 @@ def post(webhook: Webhook, delivery: Delivery) -> tuple[int | None, str, float |
                IDEMPOTENCY_HEADER: delivery.idempotency_key, "X-Thoxdash-Delivery": delivery.idempotency_key}
     if webhook.secret:
         headers[SIGNATURE_HEADER] = signature(webhook.secret, body)
+    notifier = NOTIFIERS.get(webhook.format)
+    url = notifier.endpoint(webhook.url) if notifier is not None else webhook.url
     start = time.perf_counter()
     try:
         with httpx.Client(timeout=timeout_s(), follow_redirects=False) as client:
-            response = client.post(webhook.url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers)
     except httpx.TimeoutException:
         return None, f"timeout after {timeout_s():g} s", None, (time.perf_counter() - start) * 1000
     except httpx.HTTPError as exc:

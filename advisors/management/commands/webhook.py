@@ -1,4 +1,5 @@
-"""`manage.py webhook add URL --format alertmanager|slack|json [--secret S] [--min-severity warning]`,
+"""`manage.py webhook add URL --format alertmanager|slack|json|alertmanager-api [--secret S]
+[--min-severity warning]` (formats: advisors.notify.NOTIFIERS; alertmanager-api pushes to URL/api/v2/alerts),
 `webhook list [--json]`, `webhook test ID`, `webhook enable ID`, `webhook remove ID`."""
 
 from __future__ import annotations
