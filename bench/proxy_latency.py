@@ -438,7 +438,8 @@ def report(
             out[f"{name} cpu us"] = cpu[name] / len(vals) * 1e6
             out[f"{name} loop cpu us"] = loop_cpu[name] / len(vals) * 1e6
             row += (
-                f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f} {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
+                f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f}"
+                f" {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
                 f" {(pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms:9.3f} {(pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms:9.3f}"
             )
         print(row)

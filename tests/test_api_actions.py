@@ -76,7 +76,8 @@ def test_non_staff_and_tokens_without_act_cannot_act(client, device):
     ok = post(client, url, body, HTTP_AUTHORIZATION=f"Bearer {boss_act}")
     assert ok.status_code == 202 and ok.json()["requested_by"] == "boss2"
     # a read token may still read recommendations and results
-    assert client.get(f"/api/devices/{name}/recommendations", HTTP_AUTHORIZATION=f"Bearer {read_only}").status_code == 200
+    answer = client.get(f"/api/devices/{name}/recommendations", HTTP_AUTHORIZATION=f"Bearer {read_only}")
+    assert answer.status_code == 200
     assert client.get(f"/api/actions/{ok.json()['id']}", HTTP_AUTHORIZATION=f"Bearer {read_only}").status_code == 200
 
 
@@ -121,7 +122,8 @@ def test_hostile_parameters_are_refused_before_anything_is_sent(client, device, 
 
 
 def test_unknown_device_and_missing_key(client, device, staff, settings):
-    assert post(client, "/api/devices/nosuch/actions", {"action": "thp", "params": {"mode": "never"}}).status_code == 404
+    missing = post(client, "/api/devices/nosuch/actions", {"action": "thp", "params": {"mode": "never"}})
+    assert missing.status_code == 404
     settings.AGENT_KEY = ""
     r = post(client, f"/api/devices/{device[0]}/actions", {"action": "thp", "params": {"mode": "never"}})
     assert r.status_code == 400 and "THOXDASH_AGENT_KEY" in r.json()["error"]
@@ -161,12 +163,14 @@ def test_advisor_page_buttons_for_staff_only_and_escaping(client, device):
     page = client.get(f"/advisor/?device={name}").content.decode()
     assert "Transparent hugepages to never" in page and "madvise" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
-    assert "Apply recommended tuning" not in page and 'value="apply"' not in page
+    assert "Apply recommended tuning" not in page and "/advisor/confirm" not in page
     assert client.post("/advisor/do", {"device": name, "op": "apply", "rec": "thp"}).status_code == 403
     boss = User.objects.create_user("boss3", password="pw-boss-123", is_staff=True)
     client.force_login(boss)
     page = client.get(f"/advisor/?device={name}").content.decode()
-    assert "Apply recommended tuning" in page and 'value="apply"' in page
+    assert "Apply recommended tuning" in page and "/advisor/confirm?device=" in page
+    confirm = client.get(f"/advisor/confirm?device={name}&rec=thp&partial=1").content.decode()
+    assert 'value="thp"' in confirm and "→" in confirm and 'value="apply"' in confirm
     r = client.post("/advisor/do", {"device": name, "op": "apply", "rec": "thp"})
     assert r.status_code == 302
     row = ActionRequest.objects.get(device=name)

@@ -90,7 +90,7 @@ class ActionContext:
         runtime_name = check_name(value, "runtime")
         for runtime in self.config.get("runtimes") or []:
             if runtime.get("name") == runtime_name:
-                return runtime
+                return dict(runtime)
         broken = f" (the allow-list is unusable: {self.config['error']})" if self.config.get("error") else ""
         raise ParamError(f"runtime {runtime_name!r} is not in this device's allow-list{broken}")
 
@@ -148,5 +148,8 @@ def default_runtimes() -> list[dict[str, Any]]:
         from collectors.sources.runtimes import DEFAULT_SPECS
     except ImportError:
         return []
-    return [{"name": s.name, "kind": s.kind, "url": s.url, "priority": "background"}
+    from collectors.runtimes import get_kind
+
+    return [{"name": s.name, "kind": s.kind, "url": s.url,
+             "priority": kind.default_priority if (kind := get_kind(s.kind)) else "background"}
             for s in DEFAULT_SPECS if s.kind and s.url]
