@@ -232,10 +232,21 @@ def triton_routes(models: dict[str, str]) -> dict[tuple[str, str], Handler]:
                                               ("POST", "/v2/repository/index"): index}
     for name in list(models):
         def stats(req: Request, name: str = name) -> Reply:
-            return js(200, {"model_stats": [{"name": name, "version": "1", "inference_count": 10,
-                                             "inference_stats": {"success": {"count": 10, "ns": 12345678}},
-                                             "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 52428800},
-                                                              {"type": "CPU", "id": 0, "byte_size": 1048576}]}]})
+            # $model_stat of extension_statistics.md (c203d37); memory_usage is a later servers' field
+            zero = {"count": 0, "ns": 0}
+            return js(200, {"model_stats": [{
+                "name": name, "version": "1", "last_inference": 1795000000000, "inference_count": 10,
+                "execution_count": 10,
+                "inference_stats": {"success": {"count": 10, "ns": 12345678}, "fail": zero,
+                                    "queue": {"count": 10, "ns": 345678}, "compute_input": {"count": 10, "ns": 100000},
+                                    "compute_infer": {"count": 10, "ns": 11000000},
+                                    "compute_output": {"count": 10, "ns": 90000}, "cache_hit": zero,
+                                    "cache_miss": zero},
+                "batch_stats": [{"batch_size": 1, "compute_input": {"count": 10, "ns": 100000},
+                                 "compute_infer": {"count": 10, "ns": 11000000},
+                                 "compute_output": {"count": 10, "ns": 90000}}],
+                "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 52428800},
+                                 {"type": "CPU", "id": 0, "byte_size": 1048576}]}]})
 
         def unload(req: Request, name: str = name) -> Reply:
             models[name] = "UNAVAILABLE"
