@@ -197,3 +197,19 @@ def test_client_reports_model_states_without_waking(model, tmp_path):
         assert client.loaded_models() == [] and client.sleeping == [ALIAS]
         client.metrics()
         assert srv.get("/props")[1]["is_sleeping"] is True
+
+
+def test_two_llama_servers_without_config_are_two_runtimes(llama, model, tmp_path):
+    """The default runtime list: a llama-server on another port than the default 8080 is runtime
+    `llamacpp:<port>`, its API read at that port."""
+    with LlamaServer(model, log_dir=tmp_path, slots=1) as other:
+        src = RuntimeSource(root=Path("/"), config_path=None, api_timeout=2.0)
+        try:
+            records = src.collect(1.0)
+        finally:
+            src.close()
+    state, v = state_of(records), values_of(records)
+    for srv in (llama, other):
+        name = f"llamacpp:{srv.port}"
+        assert state[name]["pids"] == [srv.pid] and state[name]["api"] == "ok", state.get(name)
+        assert state[name]["models"] == [ALIAS] and v[f'runtime_api_up{{runtime="{name}"}}'] == 1.0
