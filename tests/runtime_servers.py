@@ -194,9 +194,16 @@ def llamacpp_routes(state: LlamaState) -> dict[tuple[str, str], Handler]:
         if state.router:
             return js(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "status": {"value": s}} for m, s in state.router.items()]})
-        return js(200, {"object": "list", "data": [
-            {"id": state.single_model, "object": "model", "owned_by": "llamacpp",
-             "meta": {"n_params": 1543714304, "size": 1117320736}}]})
+        # the real single-model shape (recorded answers): an Ollama-style `models` list, then `data`
+        name = state.single_model
+        return js(200, {"models": [{"name": name, "model": name, "modified_at": "", "size": "", "digest": "",
+                                    "type": "model", "description": "", "tags": [""], "capabilities": ["completion"],
+                                    "parameters": "", "details": {"format": "gguf"}}],
+                        "object": "list", "data": [
+            {"id": name, "aliases": [name], "tags": [], "object": "model", "created": 1795986546,
+             "owned_by": "llamacpp", "meta": {"vocab_type": 2, "n_vocab": 151936, "n_ctx": 4096, "n_ctx_train": 32768,
+                                              "n_embd": 1536, "n_params": 1543714304, "size": 1117320736,
+                                              "ftype": "Q4_K - Medium"}}]})
 
     def unload(req: Request) -> Reply:
         if not state.router:
