@@ -76,7 +76,7 @@ def test_runtimes_source_and_latency_scrape_share_one_metrics_read_per_tick(llam
                 continue  # baseline
             assert published[gauge] > 0, f"tick {tick}: runtimes source saw a reset gauge"
             assert scraped[decode] == pytest.approx(published[gauge])
-            assert metrics_reads == 1, metrics_reads  # one /metrics read for both sources
+            assert metrics_reads == 3, metrics_reads  # /metrics, /models, /props: once for both sources
     finally:
         runtimes.close()
         scrape.close()

@@ -109,11 +109,11 @@ class LlamaCppClient(RuntimeClient):
         return True
 
     def props(self) -> dict[str, Any]:
-        body = self._json("GET", "/props")
+        body = self._shared_json("/props")
         return body if isinstance(body, dict) else {}
 
     def _models(self) -> list[dict[str, Any]]:
-        body = self._json("GET", "/models")
+        body = self._shared_json("/models")
         entries = body.get("data", body.get("models")) if isinstance(body, dict) else body
         if not isinstance(entries, list):
             raise RuntimeApiError("llama-server /models: no model list in answer")
