@@ -51,6 +51,8 @@ OFFLINE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+    # the binary finds its shared libraries next to itself ($ORIGIN): the cache can be copied or moved
+    "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
 ]
 
 

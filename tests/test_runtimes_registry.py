@@ -177,3 +177,14 @@ def test_recorded_real_answers_parse_with_the_servers_own_timings(index):
     assert fields["completion_tokens"] == n and st.parse_errors == 0
     assert fields["completion_tokens_per_s"] == pytest.approx(timings["predicted_per_second"], rel=1e-3)
     assert fields["prompt_tokens"] == timings["prompt_n"] + timings["cache_n"]
+
+
+def test_triton_generate_stream_output_is_timed():
+    st = StreamTiming(framing_for("text/event-stream; charset=utf-8"))
+    events = [{"model_name": "llm", "model_version": "1", "text_output": t} for t in ("Hel", "lo", "!")]
+    for i, event in enumerate(events):
+        st.feed(b"data: " + json.dumps(event).encode() + b"\n\n", 1.0 + i * 0.1)
+    st.close(1.3)
+    fields = request_fields(st, 0.5, 1.3)
+    assert fields["ttft_s"] == pytest.approx(0.5) and fields["completion_tokens"] == 3
+    assert fields["tokens_estimated"] is True and fields["completion_s"] == pytest.approx(0.3)

@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from advisors.alerting import device_config
 from collectors.store_async import AsyncDeviceReader
 from thoxdash.latency import bucket_stats
 from thoxdash.live import (
@@ -52,8 +53,6 @@ CLOSE_UNAVAILABLE = 4011
 
 
 def _load_config(device: str) -> dict[str, Any]:
-    from advisors.alerting import device_config
-
     return device_config(device)
 
 

@@ -100,12 +100,12 @@ class Publisher:
                 }
             )
         self.buffer.add(records)
-        store = self.store
-        if store is None:
+        if self.store is None:
             return
+        store = self.store
         try:
             if not self._registered:
-                store.register_device(self.device)
+                self.store.register_device(self.device)
                 self._registered = True
             if len(self.buffer):
                 self.published += self.buffer.flush(
@@ -114,7 +114,7 @@ class Publisher:
             if self.on_admission is not None and (now >= self._next_admission or final):
                 self._next_admission = now + self.admission_interval
                 if not final:
-                    self.on_admission(store.admission(self.device))
+                    self.on_admission(self.store.admission(self.device))
             if self.redis_ok is False:
                 log.warning("redis is back: published the buffered records")
             self.redis_ok = True
