@@ -11,7 +11,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from collectors import redis_version
 from collectors.runtimes import kind_names
 from collectors.store import (
     DEFAULT_URL,
@@ -62,7 +64,17 @@ def _stop_event() -> threading.Event:
 def _store(url: str) -> TelemetryStore:
     store = TelemetryStore(connect(url))
     ping(store.r)
+    redis_version.check(store.r, url_for_humans(url))
     return store
+
+
+def url_for_humans(url: str) -> str:
+    """The Redis URL without its password (for messages)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path if parts.hostname else ''}"
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -86,6 +98,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         agent.close()
         return 0
     store = TelemetryStore(connect(args.redis))
+    redis_version.check_at_start(store.r, url_for_humans(args.redis))  # down: buffer; too old: exit
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
     try:
@@ -149,8 +162,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
-                   stop: threading.Event, ollama) -> threading.Thread:
+def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Path,
+                   stop: threading.Event, ollama: Any) -> threading.Thread:
     """Make a replayed device act: build the throwaway tree under `root`, execute the device's
     signed actions there (the agent's own executor) and publish the tuning state read from the tree
     in place of the recording's, so an Apply shows up on the checklist and Undo takes it back.
@@ -193,6 +206,7 @@ def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
 def cmd_proxy(args: argparse.Namespace) -> int:
     from collectors.proxy.server import main as proxy_main
 
+    redis_version.check_at_start(connect(args.redis), url_for_humans(args.redis))
     return proxy_main(args)
 
 
@@ -258,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, redis_version.RedisTooOld) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RecordingError as exc:

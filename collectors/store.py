@@ -1,10 +1,12 @@
-"""The Redis telemetry store: the one place that names, writes and reads the device streams.
+"""The Redis telemetry store: writes and reads the device streams; with its sibling modules the only
+code that touches Redis.
 
-The agent, the proxy, replay, the Celery rules and the websocket consumers all go through here.
-
-Every key is named in collectors/keys.py; record shapes are checked by collectors/entries.py (on
-ingest and on every read), and the small repositories of collectors/repos.py (rule memos, the
-action queue and log, locks) sit on the same client.
+The agent, the proxy, replay, the Celery rules and the web side go through `TelemetryStore`; the
+websocket consumer through `collectors/store_async.py`. Every key is named in collectors/keys.py;
+record shapes are checked by collectors/entries.py (on ingest and on every read); the small
+repositories of collectors/repos.py (rule memos, the action queue and log) sit on the same client,
+reached as `store.memos`, `store.action_queue(device)`, `store.action_log(device)`; named locks
+are `store.lock(name, ttl_s)`.
 
 Stream IDs carry the record's own timestamp (`<ms>-*`) so time ranges are XRANGE calls.
 Streams are capped with MAXLEN ~ (count) and, by the server's rollup pass, trimmed by age (XTRIM
@@ -24,7 +26,10 @@ import redis
 
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
-from collectors.keys import DEVICE_ID, REJECTED_FIELD, GlobalKeys, Keys, check_device_id
+from collectors.keys import DEVICE_ID as DEVICE_ID
+from collectors.keys import REJECTED_FIELD, GlobalKeys
+from collectors.keys import Keys as Keys
+from collectors.keys import check_device_id as check_device_id
 from collectors.recording import dumps, record_kind
 from collectors.repos import ActionLog, ActionQueue, RuleMemos
 
@@ -52,6 +57,12 @@ TIME_TRIMMED = (
     "requests",
 )  # events stay count-capped: sparse, and the timeline of 7 d
 ROLLUP_RETENTION_S = {10: 12 * 3600.0, 60: 2 * 86_400.0, 600: 30 * 86_400.0}
+
+
+# Processes that ride out a Redis outage retry with a backoff doubling up to this (a refused
+# connect is cheap; the cap bounds how long after Redis returns a process notices).
+RECONNECT_MAX_S = 5.0
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class StoreUnavailable(ConnectionError):
@@ -130,7 +141,9 @@ class TelemetryStore:
     """Write and read one Redis's device data. Cheap to construct; holds no state but the client."""
 
     def __init__(self, client: redis.Redis, prefix: str | None = None):
-        self.r = client
+        # redis-py annotates every command as `Awaitable[Any] | Any` (one stub for its sync and
+        # async clients); replies are checked where they are used, so the client is typed as Any
+        self.r: Any = client
         self.prefix = (
             prefix
             if prefix is not None
@@ -371,16 +384,14 @@ class TelemetryStore:
     # -- age limits (called by the server's rollup pass; the count caps above always apply) ------
     def trim_before(self, device: str, stream: str, ts: float, approximate: bool = False) -> int:
         """Drop entries of one stream older than `ts` (XTRIM MINID); returns how many went."""
-        return self.r.xtrim(
-            self.keys(device).stream(stream), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).stream(stream), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def trim_rollups_before(
         self, device: str, step_s: int, ts: float, approximate: bool = False
     ) -> int:
-        return self.r.xtrim(
-            self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def read_chunks(
         self, device: str, stream: str, since: float, until: float, chunk: int = 5000

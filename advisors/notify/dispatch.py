@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
@@ -20,6 +21,7 @@ from advisors.models import Alert, Delivery, Silence, Webhook
 from advisors.notify import NOTIFIERS
 from advisors.notify.base import AlertView, Context
 from advisors.notify.links import external_url
+from advisors.notify.sender import older_undelivered
 from advisors.notify.tasks import enqueue, start_now
 
 log = logging.getLogger(__name__)
@@ -72,19 +74,19 @@ def notify_transitions(result: dict[str, list[Alert]]) -> list[Delivery]:
     alerts = [*result.get("fired", []), *result.get("escalated", []), *result.get("resolved", [])]
     deliveries = plan(alerts)
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: start_now(pk))
+        transaction.on_commit(partial(start_now, delivery.pk))
     return deliveries
 
 
 def sweep(grace_s: float = 10.0) -> int:
-    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted), oldest
-    first (an attempt on a row waiting behind an older one of its webhook does nothing)."""
+    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted): per
+    webhook only the oldest undelivered row (the others follow it when it is settled)."""
     now = timezone.now()
     late = now - timedelta(seconds=grace_s)
     stuck = Delivery.objects.filter(
         Q(status=Delivery.SENDING, locked_until__lt=now)
         | Q(status__in=[Delivery.PENDING, Delivery.RETRYING], next_attempt_at__lt=late)
-    ).order_by("pk").values_list("pk", flat=True)[:500]
+    ).filter(Q(kind="test") | ~Q(older_undelivered())).order_by("pk").values_list("pk", flat=True)[:500]
     for pk in stuck:
         enqueue(pk)
     return len(stuck)

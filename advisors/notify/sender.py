@@ -84,7 +84,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _older_undelivered() -> Exists:
+def older_undelivered() -> Exists:
     """An older alert row of the same webhook that is not delivered yet (it goes first)."""
     return Exists(Delivery.objects.filter(webhook_id=OuterRef("webhook_id"), kind="alert", pk__lt=OuterRef("pk"),
                                           status__in=UNDELIVERED))
@@ -95,7 +95,7 @@ def claim(pk: int) -> Delivery | None:
     lock = now + timedelta(seconds=timeout_s() + CLAIM_MARGIN_S)
     free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     stale_send = Q(status=Delivery.SENDING, locked_until__lt=now)
-    in_turn = Q(kind="test") | ~Q(_older_undelivered())
+    in_turn = Q(kind="test") | ~Q(older_undelivered())
     claimed = (Delivery.objects.filter(pk=pk)
                .filter((Q(status__in=[Delivery.PENDING, Delivery.RETRYING]) & free | stale_send) & in_turn)
                .update(status=Delivery.SENDING, locked_until=lock, last_attempt_at=now, attempts=F("attempts") + 1))
@@ -116,14 +116,17 @@ def post(webhook: Webhook, delivery: Delivery) -> tuple[int | None, str, float |
                IDEMPOTENCY_HEADER: delivery.idempotency_key, "X-Thoxdash-Delivery": delivery.idempotency_key}
     if webhook.secret:
         headers[SIGNATURE_HEADER] = signature(webhook.secret, body)
+    notifier = NOTIFIERS.get(webhook.format)
+    url = notifier.endpoint(webhook.url) if notifier is not None else webhook.url
     start = time.perf_counter()
     try:
         with httpx.Client(timeout=timeout_s(), follow_redirects=False) as client:
-            response = client.post(webhook.url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers)
     except httpx.TimeoutException:
         return None, f"timeout after {timeout_s():g} s", None, (time.perf_counter() - start) * 1000
     except httpx.HTTPError as exc:
-        return None, f"connection failed: {exc.__class__.__name__}: {exc}"[:500], None, (time.perf_counter() - start) * 1000
+        error = f"connection failed: {exc.__class__.__name__}: {exc}"[:500]
+        return None, error, None, (time.perf_counter() - start) * 1000
     ms = (time.perf_counter() - start) * 1000
     if 200 <= response.status_code < 300:
         return response.status_code, "", None, ms

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.proxy.series import DECODE_TPS, QUEUE, RUNNING, TOTAL, TTFT, WAITING
-from collectors.runtimes import openai
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient
 from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
-from collectors.runtimes.openai import OpenAIModelsMixin
+from collectors.runtimes.openai import OpenAIModelsMixin, chat_request, rate_limited
 from collectors.runtimes.scrape import Scrape, by_label
 
 REQUESTS_TOTAL = "requests_total"
@@ -38,10 +37,12 @@ class VllmClient(OpenAIModelsMixin, RuntimeClient):
         value = body.get("is_sleeping") if isinstance(body, dict) else None
         return value if isinstance(value, bool) else None
 
+    sleeping: list[str] = []  # served models while the engine sleeps (listed, holding no memory)
+
     def loaded_models(self) -> list[LoadedModel]:
-        if self.is_sleeping():
-            return []
-        return [LoadedModel(name) for name in self._openai_models()]
+        names = self._openai_models()
+        self.sleeping = names if self.is_sleeping() else []
+        return [] if self.sleeping else [LoadedModel(name) for name in names]
 
     def metrics(self) -> dict[str, float]:
         return self._prometheus("/metrics")
@@ -78,9 +79,9 @@ KIND = RuntimeKind(
     port_of=flag_port(("--port",), 8000),
     inference=(Endpoint(r"/generate", "json"),),  # vllm.entrypoints.api_server; /v1/* is OpenAI's
     shape=None,  # OpenAI's
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
-    canary=openai.chat_request,
+    canary=chat_request,
     admin=AdminCalls(health="GET /health", list="GET /v1/models (+ GET /is_sleeping)",
                      load="POST /wake_up", unload="POST /sleep?level=2"),
     notes="Sleep needs VLLM_SERVER_DEV_MODE=1 --enable-sleep-mode; on unified memory only level 2 frees memory.",

@@ -1,9 +1,11 @@
-"""`manage.py webhook add URL --format alertmanager|slack|json [--secret S] [--min-severity warning]`,
+"""`manage.py webhook add URL --format alertmanager|slack|json|alertmanager-api [--secret S]
+[--min-severity warning]` (formats: advisors.notify.NOTIFIERS; alertmanager-api pushes to URL/api/v2/alerts),
 `webhook list [--json]`, `webhook test ID`, `webhook enable ID`, `webhook remove ID`."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -19,7 +21,8 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="add a webhook")
         add.add_argument("url")
-        add.add_argument("--format", choices=[f for f, _ in Webhook.FORMATS], default="json")
+        add.add_argument("--format", choices=[f for f, _ in Webhook.FORMATS], default="json",
+                         help="body format; alertmanager-api pushes into an Alertmanager at URL/api/v2/alerts")
         add.add_argument("--secret", default="", help="HMAC-SHA256 key for the X-Thoxdash-Signature header")
         add.add_argument("--min-severity", choices=[s for s, _ in Webhook.SEVERITIES], default="warning")
         lst = sub.add_parser("list", help="list webhooks and their last delivery")
@@ -48,7 +51,7 @@ class Command(BaseCommand):
                           f"{', signed' if hook.secret else ''})")
 
     def do_list(self, opts) -> None:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for hook in Webhook.objects.order_by("id"):
             last = hook.deliveries.order_by("-created_at").first()
             backlog = hook.deliveries.filter(kind="alert", status__in=["pending", "retrying", "sending"]).order_by("pk")
