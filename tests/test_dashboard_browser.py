@@ -283,3 +283,24 @@ def test_runtime_action_on_the_demo_answers_from_its_simulated_ollama(browser, l
     page.context.close()
     assert answer["state"] == "applied", answer
     assert answer["preview"][0]["old"] == "loaded" and answer["preview"][0]["new"] == "unloaded"
+
+
+def test_apply_recommended_tuning_then_undo_all(browser, live):
+    governor = live.demo_root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+    page = login(browser, live, 1440, 900)
+    page.goto(live.url + f"/advisor/?device={DEMO}")
+    page.click("#apply-safe a.confirm-link")
+    ticked = page.eval_on_selector_all("#confirm-dialog input[name=rec]:checked", "els => els.map(e => e.value)")
+    assert "cpu_governor" in ticked and "swap" not in ticked
+    page.locator("#confirm-dialog #confirm-apply").click()
+    page.wait_for_function("document.querySelector('#audit tbody tr').dataset.state === 'applied'", timeout=30_000)
+    row = page.locator("#audit tbody tr").first
+    assert f"{len(ticked)} tuning steps" in row.inner_text()
+    assert governor.read_text().strip() == "performance"
+    undo = row.locator("button.undo")
+    assert undo.inner_text() == f"Undo all {len(ticked)} steps"
+    undo.click()
+    page.wait_for_function(
+        "document.querySelector('#audit tbody tr').dataset.state === 'undone'", timeout=30_000)
+    page.context.close()
+    assert governor.read_text().strip() == "schedutil"
