@@ -85,7 +85,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
             existing.existing = True
             return existing
     if not settings.AGENT_KEY:
-        raise ActionError("THOXDASH_AGENT_KEY is not set on the server: actions cannot be signed")
+        raise ActionError("THOXDASH_AGENT_MASTER_KEY (or THOXDASH_AGENT_KEY) is not set on the server: actions cannot be signed")
     who = user.username if user is not None and getattr(user, "is_authenticated", False) else origin
     message = signing.build(device, action, clean, origin=origin, requested_by=who, dry_run=dry_run, ttl_s=TTL_S,
                             request_id=request_id)
@@ -93,7 +93,8 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         device=device, action=action, params=clean, request_id=message["id"], origin=origin,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
-    store.r.xadd(store.keys(device).actions, signing.sign(message, settings.AGENT_KEY),
+    # each device's requests are signed with its own key, derived from the server's master key
+    store.r.xadd(store.keys(device).actions, signing.sign(message, signing.derive_key(settings.AGENT_KEY, device)),
                  maxlen=MAXLEN["actions"], approximate=True)
     return row
 
@@ -118,7 +119,7 @@ def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None)
         if row.expires_at and now > row.expires_at.timestamp() + GRACE_S:
             row.state = "expired"
             row.result = {"status": "expired", "reason": "no answer from the device's agent before the "
-                          "request expired: is the agent running with the same THOXDASH_AGENT_KEY?"}
+                          "request expired: is the agent running, with its own key (manage.py enroll_device)?"}
             row.finished_at = _dt(now)
             row.save(update_fields=["state", "result", "finished_at"])
         return row

@@ -123,7 +123,7 @@ class Agent:
             return False  # backing off; a new store is tried at once
         try:
             if not self.registered:
-                self.store.register_device(self.device, board=self.board)
+                self.store.report_device(self.device, board=self.board)
                 self.registered = True
             self.published += self.buffer.flush(lambda chunk: self.store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None

@@ -25,6 +25,7 @@ MINID): `trim_before` / `trim_rollups_before`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -34,6 +35,7 @@ from typing import Any
 
 import redis
 
+from collectors import registry
 from collectors.recording import dumps, record_kind
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -200,31 +202,49 @@ class TelemetryStore:
     # -- devices -------------------------------------------------------------------------
     def register_device(self, device: str, **meta: Any) -> None:
         check_device_id(device)
-        key = f"{self.prefix}devices"
-        current = self.r.hget(key, device)
-        info = json.loads(current) if current else {}
+        key = registry.key(self.prefix)
+        info, _why = registry.parse_entry(device, self.r.hget(key, device) or "{}")
+        info = info or {}
         info.update({k: v for k, v in meta.items() if v is not None})
         info.setdefault("last_seen", None)
         self.r.hset(key, device, dumps(info))
 
+    def report_device(self, device: str, board: dict[str, Any] | None = None) -> bool:
+        """What an agent or proxy says about itself: its board into its own key
+        (`dev:{id}:info`), and the registry entry where its Redis user may write it (development,
+        the server's local agent). In a fleet the registry is server-owned (enrollment): the device
+        user is refused there, which is expected; returns whether the registry was written."""
+        check_device_id(device)
+        if board is not None:
+            self.r.set(self.keys(device).stream("info"), dumps({"board": registry.clean_board(board)}))
+        try:
+            self.register_device(device, **({"board": board} if board is not None else {}))
+        except redis.exceptions.NoPermissionError:
+            return False
+        return True
+
+    def registry(self) -> registry.Registry:
+        """The registry, validated: invalid entries skipped and reported (collectors/registry.py)."""
+        return registry.read(self.r, self.prefix)
+
     def devices(self) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(f"{self.prefix}devices")
-        names = sorted(raw)
+        reg = self.registry()
+        names = sorted(reg.devices)
         pipe = self.r.pipeline(transaction=False)
         for device in names:
             pipe.hget(self.keys(device).latest, "__ts")
+            pipe.getrange(self.keys(device).stream("info"), 0, registry.MAX_ENTRY_BYTES)
+        replies = pipe.execute() if names else []
         out = {}
-        for device, last in zip(names, pipe.execute() if names else [], strict=True):
-            try:
-                out[device] = json.loads(raw[device])
-            except ValueError:
-                out[device] = {}
-            out[device]["last_seen"] = float(last) if last else None
+        for i, device in enumerate(names):
+            last, reported = replies[2 * i], replies[2 * i + 1]
+            out[device] = registry.merge_reported(reg.devices[device], device, reported)
+            out[device]["last_seen"] = _finite(last)
         return out
 
     def device_ids(self) -> list[str]:
         """The registered device ids, sorted (one HKEYS; what the Celery fan-outs need)."""
-        return sorted(d for d in self.r.hkeys(f"{self.prefix}devices") if DEVICE_ID.match(d))
+        return registry.valid_ids(self.r.hkeys(registry.key(self.prefix)))
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:
@@ -297,11 +317,11 @@ class TelemetryStore:
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
         (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""
-        devices = sorted(self.r.hkeys(f"{self.prefix}devices"))
+        devices = self.device_ids()
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
             pipe.hgetall(self.keys(device).latest)
-        return dict(zip(devices, pipe.execute(), strict=True))
+        return dict(zip(devices, pipe.execute() if devices else [], strict=True))
 
     def read(
         self,
@@ -409,19 +429,16 @@ class TelemetryStore:
     def fleet(self) -> dict[str, dict[str, Any]]:
         """Every device's registration info and raw latest-values hash in two round trips:
         device -> {"info": {...}, "latest": {series key: value text, "__ts": ...}}."""
-        raw = self.r.hgetall(f"{self.prefix}devices")
-        devices = sorted(d for d in raw if DEVICE_ID.match(d))
+        reg = self.registry()
+        devices = sorted(reg.devices)
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
             pipe.hgetall(self.keys(device).latest)
-        out = {}
-        for device, latest in zip(devices, pipe.execute(), strict=True):
-            try:
-                info = json.loads(raw[device])
-            except ValueError:
-                info = {}
-            out[device] = {"info": info if isinstance(info, dict) else {}, "latest": latest}
-        return out
+            pipe.getrange(self.keys(device).stream("info"), 0, registry.MAX_ENTRY_BYTES)
+        replies = pipe.execute() if devices else []
+        return {device: {"info": registry.merge_reported(reg.devices[device], device, replies[2 * i + 1]),
+                         "latest": replies[2 * i]}
+                for i, device in enumerate(devices)}
 
     def delete_prefix(self) -> int:
         """Remove every key under this store's prefix (tests; never FLUSHALL)."""
@@ -429,6 +446,14 @@ class TelemetryStore:
         for key in self.r.scan_iter(match=f"{self.prefix}*", count=1000):
             removed += self.r.delete(key)
         return removed
+
+
+def _finite(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def now() -> float:

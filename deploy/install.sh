@@ -85,7 +85,7 @@ write_acl_user() {  # $1 user, $2 password, $3 device ('' for the server user)
   elif [ -z "$3" ]; then
     line="user $1 on #$(sha "$2") ~* &* +@all -@admin -flushall -flushdb -debug -shutdown"
   else
-    line="user $1 on #$(sha "$2") resetkeys ~thox:dev:$3:* ~thox:devices resetchannels -@all +@connection +ping +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack +xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys"
+    line="user $1 on #$(sha "$2") resetkeys ~thox:dev:$3:* resetchannels -@all +@connection +ping +set +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack +xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys"
   fi
   touch "$acl"; chown redis:redis "$acl" 2>/dev/null || true; chmod 0640 "$acl"
   grep -q '^user default ' "$acl" || echo "user default off" >> "$acl"

@@ -36,7 +36,7 @@ class Stack:
             "THOXDASH_PORT": str(self.port),
             "THOXDASH_SECRET_KEY": "test-secret-key-for-the-e2e-stack-only-0123456789",
             "THOXDASH_ADMIN_PASSWORD": "admin-pass-123",
-            "THOXDASH_AGENT_KEY": "test-agent-key",
+            "THOXDASH_AGENT_MASTER_KEY": "test-agent-master-key-0123456789",
             "THOXDASH_METRICS_TOKEN": "test-metrics-scrape-token",
             "DJANGO_SETTINGS_MODULE": "thoxdash.settings",
             "PYTHONPATH": str(ROOT),
@@ -44,6 +44,13 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
+
+    def agent_env(self, device: str, **extra: str) -> dict[str, str]:
+        """The environment of a device's agent: its own derived action key, never the master."""
+        from collectors.actions.signing import derive_key
+
+        env = {k: v for k, v in self.env.items() if k != "THOXDASH_AGENT_MASTER_KEY"}
+        return {**env, "THOXDASH_AGENT_KEY": derive_key(self.env["THOXDASH_AGENT_MASTER_KEY"], device), **extra}
 
     def manage(self, *args: str, input: str | None = None) -> str:
         out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, input=input,

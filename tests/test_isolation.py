@@ -6,16 +6,15 @@ none was added on any database, and runs aimed at the live prefix or database re
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import redis
 
-from tests.faults import wait_for
 from tests.isolation import refusal
-from tests.stack import ROOT, free_port
+from tests.redis_server import private_redis as private_redis_server
+from tests.stack import ROOT
 
 # Test files that write through Django's settings (the ones that leaked 18 devices before) and
 # through the `store` fixture.
@@ -24,24 +23,8 @@ PROBE_FILES = ["tests/test_fleet_batch.py", "tests/test_retention.py", "tests/te
 
 @pytest.fixture
 def private_redis(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = redis.Redis(port=port, socket_connect_timeout=2)
-    try:
-        wait_for(lambda: _pings(client), 15, "the private redis-server")
+    with private_redis_server(tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
 
 
 def _seed_live(r: redis.Redis) -> None:

@@ -10,6 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from collectors import store as _store
+from collectors.actions import signing as _signing
 from thoxdash.env import env_bool, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -204,7 +205,11 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # -- Agent, live view ------------------------------------------------------------------------
-AGENT_KEY = env_str("THOXDASH_AGENT_KEY", "")
+# The master action key: each device's requests are signed with HMAC(master, device id)
+# (collectors/actions/signing.derive_key); devices hold only their own derived key.
+# THOXDASH_AGENT_MASTER_KEY (or _FILE); THOXDASH_AGENT_KEY is read as the master when it is unset.
+AGENT_KEY = (_signing.read_secret(os.environ, "THOXDASH_AGENT_MASTER_KEY")
+             or _signing.read_secret(os.environ, "THOXDASH_AGENT_KEY"))
 # Scrape credential for GET /metrics (Prometheus `authorization: credentials`); empty: off.
 METRICS_TOKEN = env_str("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
