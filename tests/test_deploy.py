@@ -223,7 +223,8 @@ def test_fleet_agent_publishes_over_tls_as_its_own_user(tls_redis, tmp_path):
     env = python_env({k: v for k, v in __import__("os").environ.items()}, THOXDASH_REDIS_PREFIX="thox:",
                      THOXDASH_AGENT_KEY="fleet-017-device-key")
     log = tmp_path / "agent.log"
-    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "fleet-017", "--redis", url,
+    env["REDIS_URL"] = url  # a password never goes on the command line
+    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "fleet-017",
                               "--interval", "0.5", "--spill", str(tmp_path / "spill")], cwd=ROOT, env=env,
                              stdout=log.open("w"), stderr=subprocess.STDOUT)
     server = tls_redis["client"]("thoxdash", "server-pw")

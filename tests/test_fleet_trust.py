@@ -92,8 +92,8 @@ def test_a_fleet_agent_runs_without_registry_access(acl_redis, tmp_path):
     env = {**os.environ, "THOXDASH_REDIS_PREFIX": "thox:", "THOXDASH_AGENT_KEY": signing.derive_key(MASTER, "dev-a")}
     env.pop("THOXDASH_AGENT_MASTER_KEY", None)
     log = tmp_path / "agent.log"
-    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "dev-a", "--redis",
-                              f"redis://agent-dev-a:pw-a@127.0.0.1:{port}/0", "--interval", "0.5",
+    env["REDIS_URL"] = f"redis://agent-dev-a:pw-a@127.0.0.1:{port}/0"  # never on the command line
+    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "dev-a", "--interval", "0.5",
                               "--spill", str(tmp_path / "spill")], cwd=ROOT, env=env,
                              stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
@@ -108,7 +108,15 @@ def test_a_fleet_agent_runs_without_registry_access(acl_redis, tmp_path):
     assert list(devices) == ["dev-a"]
     assert devices["dev-a"]["notes"] == "rack 4" and devices["dev-a"]["board"]
     assert devices["dev-a"]["last_seen"] is not None
-    assert "Traceback" not in log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text and "pw-a" not in text
+
+
+def test_a_password_on_the_command_line_is_refused():
+    out = subprocess.run([sys.executable, "-m", "collectors", "agent", "--device", "d1", "--redis",
+                          "redis://agent-d1:s3cret-pw@127.0.0.1:1/0"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and "REDIS_URL" in out.stderr and "s3cret-pw" not in out.stderr
 
 
 JUNK = {"a b": "{}", "x": "[]", "nul\x00": "{}", "toolong" * 20: "{}", "bad-json": "{not json",

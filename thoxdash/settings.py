@@ -10,8 +10,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from collectors import store as _store
-from collectors.actions import signing as _signing
-from thoxdash.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from thoxdash.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    env_url,
+    placeholder_in,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(env_str("THOXDASH_RUN_DIR", str(BASE_DIR / ".run")))
@@ -21,7 +29,7 @@ DEBUG = env_bool("THOXDASH_DEBUG", False)
 
 def _secret_key() -> str:
     """THOXDASH_SECRET_KEY, else one generated once and kept in the run folder (0600)."""
-    key = env_str("THOXDASH_SECRET_KEY")
+    key = env_secret("THOXDASH_SECRET_KEY", min_chars=32)
     if key:
         return key
     path = RUN_DIR / "secret_key"
@@ -133,6 +141,8 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_dir())]
 
 # -- Redis, channels, Celery ---------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
+if placeholder_in(REDIS_URL):
+    raise ImproperlyConfigured(f"REDIS_URL still holds the placeholder {placeholder_in(REDIS_URL)!r}")
 REDIS_PREFIX = env_str("THOXDASH_REDIS_PREFIX", "thox:")
 
 CHANNEL_LAYERS = {
@@ -208,10 +218,9 @@ CELERY_BEAT_SCHEDULE = {
 # The master action key: each device's requests are signed with HMAC(master, device id)
 # (collectors/actions/signing.derive_key); devices hold only their own derived key.
 # THOXDASH_AGENT_MASTER_KEY (or _FILE); THOXDASH_AGENT_KEY is read as the master when it is unset.
-AGENT_KEY = (_signing.read_secret(os.environ, "THOXDASH_AGENT_MASTER_KEY")
-             or _signing.read_secret(os.environ, "THOXDASH_AGENT_KEY"))
+AGENT_KEY = env_secret("THOXDASH_AGENT_MASTER_KEY") or env_secret("THOXDASH_AGENT_KEY")
 # Scrape credential for GET /metrics (Prometheus `authorization: credentials`); empty: off.
-METRICS_TOKEN = env_str("THOXDASH_METRICS_TOKEN", "")
+METRICS_TOKEN = env_secret("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
 LIVE_MAX_UPDATES_PER_S = env_float("THOXDASH_LIVE_MAX_UPDATES_PER_S", 2.0, minimum=0.1)
 LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)

@@ -370,7 +370,12 @@ def attach_executor(agent: Any, root: Path | str) -> Executor | None:
     state_dir = os.environ.get("THOXDASH_AGENT_STATE_DIR") or (
         str(agent.buffer.spill_path.parent) if getattr(agent.buffer, "spill_path", None) else "")
     seen = Path(state_dir) / f"{agent.device}.seen-requests.json" if state_dir else None
-    executor = Executor(agent.store, agent.device, Path(root), seen_path=seen)
+    try:
+        executor = Executor(agent.store, agent.device, Path(root), seen_path=seen)
+    except ValueError as exc:  # a placeholder or unreadable key file: refuse to start
+        from collectors.sources.registry import AgentConfigError
+
+        raise AgentConfigError(str(exc)) from None
     if not executor.key:
         log.warning("THOXDASH_AGENT_KEY is not set: every action request will be rejected")
     agent.hooks.append(ExecutorHook(executor))

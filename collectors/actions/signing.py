@@ -55,6 +55,9 @@ def agent_keys(env: Mapping[str, str] | None = None, now: float | None = None) -
     env = os.environ if env is None else env
     now = time.time() if now is None else now
     keys = [k for k in (read_secret(env, "THOXDASH_AGENT_KEY"),) if k]
+    if any("change-me" in k.lower() for k in keys):
+        raise ValueError("THOXDASH_AGENT_KEY still holds the example's placeholder: use the device's own key "
+                         "(manage.py enroll_device on the server)")
     previous = read_secret(env, "THOXDASH_AGENT_KEY_PREVIOUS")
     if previous:
         try:
