@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from collectors.text import is_uint
+from collectors.text import cpus_in
 
 DEFAULT_CEILINGS_BYTES = {"ollama": 5_500_000_000, "tensorrt_llm": 6_000_000_000, "cuquantum": 2_500_000_000}
 
@@ -78,11 +78,6 @@ def runtime_priority(config: dict[str, Any], runtime: str) -> str:
 
 
 def parse_cpulist(text: str | None) -> set[str]:
-    """`"4-7,9"` -> {"4", "5", "6", "7", "9"}; empty or malformed parts are ignored."""
-    out: set[str] = set()
-    for part in str(text or "").replace(" ", "").split(","):
-        lo, _, hi = part.partition("-")
-        if not is_uint(lo) or (hi and not is_uint(hi)):
-            continue
-        out.update(str(n) for n in range(int(lo), int(hi or lo) + 1))
-    return out
+    """`"4-7,9"` -> {"4", "5", "6", "7", "9"}; malformed parts and CPUs >= 4096 are ignored
+    (bounded: collectors.text.cpus_in)."""
+    return {str(n) for n in cpus_in(str(text or ""))}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from collectors.text import is_uint
+from collectors.text import cpus_in, is_uint
 
 CHECK_IDS = ("preempt_rt", "cpu_governor", "clocks_locked", "nvpmodel", "isolcpus", "irq_affinity", "thp",
              "swap", "desktop", "rt_sched", "mlock", "gpu_runtime_pm")
@@ -36,16 +36,8 @@ SCHED_RT = ("SCHED_FIFO", "SCHED_RR", "fifo", "rr")
 
 
 def parse_cpus(text: Any) -> set[int]:
-    out: set[int] = set()
-    if not isinstance(text, str):
-        return out
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        if is_uint(lo) and (not hi or is_uint(hi)):
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return out
+    """A cpulist as CPU numbers, bounded (below 4096; see collectors.text.cpus_in)."""
+    return cpus_in(text) if isinstance(text, str) else set()
 
 
 def _result(check: str, status: str, value: Any, recommended: Any, note: str = "") -> dict[str, Any]:
