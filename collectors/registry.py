@@ -42,9 +42,11 @@ class Registry:
 _reported: set[str] = set()
 
 
-def _report(problems: list[str]) -> None:
+def report(problems: list[str]) -> None:
     new = [p for p in problems if p not in _reported]
     if new:
+        if len(_reported) > 10_000:
+            _reported.clear()
         _reported.update(new[:1000])
         log.warning("device registry: skipped %d invalid entr%s: %s", len(new), "y" if len(new) == 1 else "ies",
                     "; ".join(new[:5]) + (" ..." if len(new) > 5 else ""))
@@ -119,7 +121,7 @@ def read_raw(raw: dict[str, Any]) -> Registry:
         else:
             reg.devices[device] = info
     if reg.problems:
-        _report(reg.problems)
+        report(reg.problems)
     return reg
 
 
@@ -130,7 +132,7 @@ def merge_reported(info: dict[str, Any], device: str, reported: Any) -> dict[str
         return info
     parsed, why = parse_entry(device, reported)
     if parsed is None:
-        _report([f"{device}: its info key: {why}"])
+        report([f"{device}: its info key: {why}"])
         return info
     if parsed.get("board") and not info.get("board"):
         info = {**info, "board": parsed["board"]}
@@ -141,7 +143,7 @@ def valid_ids(names: list[Any]) -> list[str]:
     """Sorted valid device ids out of HKEYS; invalid ones reported."""
     good = sorted(n for n in names if isinstance(n, str) and DEVICE_ID.match(n))
     if len(good) != len(names):
-        _report([f"invalid device id {str(n)[:80]!r}" for n in names
+        report([f"invalid device id {str(n)[:80]!r}" for n in names
                  if not (isinstance(n, str) and DEVICE_ID.match(n))])
     return good[:MAX_DEVICES]
 

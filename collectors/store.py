@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from collectors import registry
+from collectors import bounds, registry
 from collectors.recording import dumps, record_kind
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -169,16 +169,19 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def decode_state(raw: dict[str, str]) -> dict[str, Any]:
-    """A device's state hash (field -> JSON text) as values; text that is not JSON stays text."""
+    """A device's state hash (field -> JSON text) as values; text that is not JSON stays text.
+    Fields over the bounds of what a device may claim (collectors/bounds.py) are dropped."""
     state: dict[str, Any] = {}
     for k, v in raw.items():
         if k == "__ts":
             continue
+        if len(v) > bounds.MAX_STATE_FIELD_CHARS:
+            continue  # over the bound: dropped unread
         try:
             state[k] = json.loads(v)
-        except ValueError:
+        except (ValueError, RecursionError):
             state[k] = v
-    return state
+    return bounds.clean_state(state)[0]
 
 
 class TelemetryStore:
@@ -318,10 +321,40 @@ class TelemetryStore:
         """Raw latest-values hashes of every registered device in one pipeline round trip
         (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""
         devices = self.device_ids()
+        return dict(zip(devices, self._bounded_latest(devices), strict=True))
+
+    def _bounded_latest(self, devices: list[str]) -> list[dict[str, str]]:
+        """The latest-values hashes of `devices`, each within the series bound: one HLEN round
+        trip, then HGETALL where the hash is within it and a bounded HSCAN where it is not."""
+        if not devices:
+            return []
+        limit = bounds.MAX_SERIES_PER_DEVICE
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
-            pipe.hgetall(self.keys(device).latest)
-        return dict(zip(devices, pipe.execute() if devices else [], strict=True))
+            pipe.hlen(self.keys(device).latest)
+        sizes = pipe.execute()
+        pipe = self.r.pipeline(transaction=False)
+        for device, size in zip(devices, sizes, strict=True):
+            if size <= limit + 1:
+                pipe.hgetall(self.keys(device).latest)
+            else:
+                pipe.hscan(self.keys(device).latest, 0, count=limit)
+                pipe.hget(self.keys(device).latest, "__ts")
+        replies = iter(pipe.execute())
+        out = []
+        for device, size in zip(devices, sizes, strict=True):
+            if size <= limit + 1:
+                raw = next(replies)
+            else:
+                raw = dict(next(replies)[1])
+                ts = next(replies)
+                if ts is not None:
+                    raw["__ts"] = ts
+            kept, dropped = bounds.clean_latest(raw, limit)
+            if dropped or size > limit + 1:
+                registry.report([f"{device}: series beyond the {limit}-series bound or with reserved names not served"])
+            out.append(kept)
+        return out
 
     def read(
         self,
@@ -433,11 +466,11 @@ class TelemetryStore:
         devices = sorted(reg.devices)
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
-            pipe.hgetall(self.keys(device).latest)
             pipe.getrange(self.keys(device).stream("info"), 0, registry.MAX_ENTRY_BYTES)
-        replies = pipe.execute() if devices else []
-        return {device: {"info": registry.merge_reported(reg.devices[device], device, replies[2 * i + 1]),
-                         "latest": replies[2 * i]}
+        infos = pipe.execute() if devices else []
+        latest = self._bounded_latest(devices)
+        return {device: {"info": registry.merge_reported(reg.devices[device], device, infos[i]),
+                         "latest": latest[i]}
                 for i, device in enumerate(devices)}
 
     def delete_prefix(self) -> int:

@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
 from advisors.telemetry import store
+from collectors.bounds import series_reserved
 from collectors.series import SeriesKeyError, parse_series_key
 from thoxdash.auth import api_auth
 
@@ -96,6 +97,8 @@ class LatestCollector:
                 try:
                     name, labels = parse_series_key(key)
                 except SeriesKeyError:
+                    continue
+                if series_reserved(name):  # a device may not publish ThoxDash's own families
                     continue
                 labels.pop("device", None)  # ours wins
                 full = PREFIX + name
