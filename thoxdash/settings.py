@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "thoxdash.headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -115,7 +116,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": env_int("THOXDASH_PASSWORD_MIN_LENGTH", 10, minimum=8, maximum=128)}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -224,6 +229,11 @@ METRICS_TOKEN = env_secret("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
 LIVE_MAX_UPDATES_PER_S = env_float("THOXDASH_LIVE_MAX_UPDATES_PER_S", 2.0, minimum=0.1)
 LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)
+# Bounds on what one user may ask of the server: the raw series API reads at most this far back and
+# this many records; each user holds at most this many live websockets per web process.
+SERIES_MAX_WINDOW_S = env_float("THOXDASH_SERIES_MAX_WINDOW_S", 3600.0, minimum=60.0)
+SERIES_MAX_RECORDS = env_int("THOXDASH_SERIES_MAX_RECORDS", 20_000, minimum=100)
+WS_PER_USER = env_int("THOXDASH_WS_PER_USER", 16, minimum=1, maximum=10_000)
 
 # -- Webhook delivery (rule thresholds are data: advisors/config.py + per-device settings) ----
 WEBHOOK_TIMEOUT_S = env_float("THOXDASH_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
@@ -243,4 +253,19 @@ LOGGING = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (thoxdash/headers.py): no inline scripts or handlers, no eval; Plotly sets
+# styles at run time, so styles keep 'unsafe-inline'.
+CONTENT_SECURITY_POLICY = env_str("THOXDASH_CSP", "") or (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+# Behind TLS (THOXDASH_EXTERNAL_URL is https): cookies only over HTTPS, HSTS, and the proxy's
+# X-Forwarded-Proto trusted (nginx sets it; deploy/nginx/thoxdash.conf).
+HTTPS = EXTERNAL_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("THOXDASH_SECURE_COOKIES", HTTPS)
+SECURE_HSTS_SECONDS = env_int("THOXDASH_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"

@@ -89,6 +89,18 @@ def advisor(request: HttpRequest) -> HttpResponse:
     return page(request)
 
 
+def redact_url(url: str) -> str:
+    """Scheme and host only (`https://hooks.slack.com/…`): what a read-only user may see."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "…"
+    return f"{parts.scheme}://{host}/…" if parts.scheme and host else "…"
+
+
 def _settings_devices() -> list[str]:
     from advisors.models import DeviceSettings
 
@@ -132,9 +144,14 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         device_form = DeviceForm(initial={"isolated_cpus": row.isolated_cpus if row else ""})
         runtimes = RuntimeFormSet(prefix="rt", initial=[RuntimeForm.initial_from(r) for r in config["runtimes"]])
         slos = SloFormSet(prefix="slo", initial=[SloForm.initial_from(s) for s in config["slos"]])
+    webhooks = list(Webhook.objects.order_by("id"))
+    if not request.user.is_staff:  # a webhook URL is itself a secret (Slack, Teams): origin only
+        for hook in webhooks:
+            hook.url = redact_url(hook.url)
+            hook.disabled_reason = "see a staff user" if hook.disabled_reason else ""
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
-        "runtimes": runtimes, "slos": slos, "webhooks": Webhook.objects.order_by("id"),
+        "runtimes": runtimes, "slos": slos, "webhooks": webhooks, "enrolled": sorted(store().devices()),
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
 
@@ -197,7 +214,10 @@ def _describe(result: object) -> str:
 @login_required
 @require_POST
 def users_edit(request: HttpRequest) -> HttpResponse:
-    """Staff only: create a user, or toggle a user's staff / active flag."""
+    """Staff: create a user. Superusers only: create staff, toggle a user's staff / active flag."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
     if not request.user.is_staff:
         raise PermissionDenied("staff only")
     users = get_user_model()
@@ -205,12 +225,22 @@ def users_edit(request: HttpRequest) -> HttpResponse:
     if op == "create":
         name = request.POST.get("username", "").strip()
         password = request.POST.get("password", "")
-        if not name or len(password) < 8 or users.objects.filter(username=name).exists():
-            messages.error(request, "Give a new username and a password of at least 8 characters.")
+        make_staff = bool(request.POST.get("is_staff"))
+        if make_staff and not request.user.is_superuser:
+            raise PermissionDenied("only superusers create staff users")
+        if not name or users.objects.filter(username=name).exists():
+            messages.error(request, "Give a new username.")
         else:
-            users.objects.create_user(name, password=password, is_staff=bool(request.POST.get("is_staff")))
-            messages.success(request, f"Created user {name}.")
+            try:
+                validate_password(password, users(username=name))
+            except ValidationError as exc:
+                messages.error(request, "Password not accepted: " + " ".join(exc.messages))
+            else:
+                users.objects.create_user(name, password=password, is_staff=make_staff)
+                messages.success(request, f"Created user {name}.")
     elif op in ("toggle_staff", "toggle_active"):
+        if not request.user.is_superuser:
+            raise PermissionDenied("only superusers change staff or active flags")
         user = get_object_or_404(users, pk=request.POST.get("user_id"))
         if user.pk == request.user.pk:
             messages.error(request, "You cannot change your own flags.")
