@@ -145,13 +145,14 @@ def clean_values(values: Any, limit: int = MAX_SERIES_PER_DEVICE) -> tuple[dict[
 def clean_latest(raw: dict[str, str], limit: int = MAX_SERIES_PER_DEVICE) -> tuple[dict[str, str], int]:
     """A raw latest-values hash (text values plus `__ts`) within bounds: (kept, dropped count)."""
     kept: dict[str, str] = {}
-    dropped = 0
+    dropped = series = 0
     for key, text in raw.items():
         if key == "__ts":
             kept[key] = text
             continue
-        if len(kept) > limit or not isinstance(key, str) or len(key) > MAX_SERIES_KEY or series_reserved(key):
+        if series >= limit or not isinstance(key, str) or len(key) > MAX_SERIES_KEY or series_reserved(key):
             dropped += 1
             continue
         kept[key] = text
+        series += 1
     return kept, dropped

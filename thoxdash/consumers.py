@@ -107,6 +107,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             return
         # bounded per user (in this process): each socket holds a Redis connection
         if _OPEN.get(user.pk, 0) >= settings.WS_PER_USER:
+            await self.accept()  # then close with a code the page can read (a refusal is a bare 403)
             await self.close(code=4429)
             return
         _OPEN[user.pk] = _OPEN.get(user.pk, 0) + 1
