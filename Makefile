@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint demo browser tools clean
+.PHONY: setup run test lint demo browser tools llama-server clean
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_plotly.py
@@ -22,16 +22,22 @@ browser:
 tools:
 	@$(PY) scripts/ensure_tools.py
 
+# a real llama.cpp llama-server for tests/test_real_llamacpp*.py, built once per pin into .run/
+llama-server:
+	@$(PY) scripts/ensure_llama_server.py >/dev/null
+
 run: setup
 	@./scripts/run.sh
 
-test: setup browser tools
+test: setup browser tools llama-server
 	@REDIS_URL="$$($(PY) scripts/ensure_redis.py)" && export REDIS_URL && \
 	  $(PY) -m ruff check . && \
+	  $(PY) -m mypy && \
 	  $(PY) -m pytest -q
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) scripts/build_demo.py

@@ -8,7 +8,6 @@ ones, so a bad request fails fast with a clear message instead of waiting for th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -18,9 +17,8 @@ from django.conf import settings
 
 from advisors.models import ActionRequest, Alert, DeviceSettings
 from collectors.actions import registry, signing
-from collectors.actions.executor import log_key
 from collectors.actions.params import ParamError
-from collectors.store import MAXLEN, TelemetryStore, check_device_id
+from collectors.store import TelemetryStore, check_device_id
 
 log = logging.getLogger(__name__)
 TTL_S = 300.0
@@ -85,7 +83,8 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
             existing.existing = True
             return existing
     if not settings.AGENT_KEY:
-        raise ActionError("THOXDASH_AGENT_MASTER_KEY (or THOXDASH_AGENT_KEY) is not set on the server: actions cannot be signed")
+        raise ActionError("THOXDASH_AGENT_MASTER_KEY (or THOXDASH_AGENT_KEY) is not set on the server: "
+                          "actions cannot be signed")
     who = user.username if user is not None and getattr(user, "is_authenticated", False) else origin
     message = signing.build(device, action, clean, origin=origin, requested_by=who, dry_run=dry_run, ttl_s=TTL_S,
                             request_id=request_id)
@@ -94,8 +93,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
     # each device's requests are signed with its own key, derived from the server's master key
-    store.r.xadd(store.keys(device).actions, signing.sign(message, signing.derive_key(settings.AGENT_KEY, device)),
-                 maxlen=MAXLEN["actions"], approximate=True)
+    store.action_queue(device).submit(signing.sign(message, signing.derive_key(settings.AGENT_KEY, device)))
     return row
 
 
@@ -113,8 +111,7 @@ def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None)
     if row.state != "pending":
         return row
     now = time.time() if now is None else now
-    text = store.r.hget(log_key(store, row.device), row.request_id)
-    answer = json.loads(text) if text else None
+    answer = store.action_log(row.device).get(row.request_id)
     if answer is None or answer.get("status") == "running":
         if row.expires_at and now > row.expires_at.timestamp() + GRACE_S:
             row.state = "expired"

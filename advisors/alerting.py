@@ -6,7 +6,6 @@ Celery task around this is idempotent.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -45,24 +44,12 @@ def load_window(store: TelemetryStore, device: str, now: float, window_s: float)
     return window
 
 
-MEMO_TTL_S = 7 * 86_400
-
-
-def memo_key(store: TelemetryStore, device: str) -> str:
-    return store.keys(device).stream("rulememo")
-
-
 def load_memo(store: TelemetryStore, device: str) -> dict[str, Any]:
-    raw = store.r.get(memo_key(store, device))
-    try:
-        memo = json.loads(raw) if raw else {}
-    except ValueError:
-        memo = {}
-    return memo if isinstance(memo, dict) else {}
+    return store.memos.get(device)
 
 
 def save_memo(store: TelemetryStore, device: str, memo: dict[str, Any]) -> None:
-    store.r.set(memo_key(store, device), json.dumps(memo, separators=(",", ":")), ex=MEMO_TTL_S)
+    store.memos.put(device, memo)
 
 
 def _dt(ts: float) -> datetime:
@@ -178,27 +165,11 @@ def batch_firing(devices: list[str]) -> dict[str, dict[str, Alert]]:
 
 
 def load_memos(store: TelemetryStore, devices: list[str]) -> dict[str, dict[str, Any]]:
-    if not devices:
-        return {}
-    out = {}
-    for device, raw in zip(
-        devices, store.r.mget([memo_key(store, d) for d in devices]), strict=True
-    ):
-        try:
-            memo = json.loads(raw) if raw else {}
-        except ValueError:
-            memo = {}
-        out[device] = memo if isinstance(memo, dict) else {}
-    return out
+    return store.memos.get_many(devices)
 
 
 def save_memos(store: TelemetryStore, memos: dict[str, dict[str, Any]]) -> None:
-    if not memos:
-        return
-    pipe = store.r.pipeline(transaction=False)
-    for device, memo in memos.items():
-        pipe.set(memo_key(store, device), json.dumps(memo, separators=(",", ":")), ex=MEMO_TTL_S)
-    pipe.execute()
+    store.memos.put_many(memos)
 
 
 @dataclass

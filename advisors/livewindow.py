@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from advisors.rules import Window
-from collectors.store import TelemetryStore, decode_entry, decode_state
+from collectors.store import TelemetryStore
 
 STREAMS = ("telemetry", "requests", "events")
 
@@ -52,27 +52,15 @@ class LiveWindows:
             if now < window.now or now - window.now > window_s:  # cold, or the clock moved back
                 entry.window = window = Window(now=now)
                 entry.last_ids = {}
-            keys = store.keys(device)
-            pipe = store.r.pipeline(transaction=False)
-            for stream in STREAMS:
-                last = entry.last_ids.get(stream)
-                pipe.xrange(keys.stream(stream), f"({last}" if last else str(int((now - window_s) * 1000)), "+")
-            pipe.hgetall(keys.state)
-            *results, state_raw = pipe.execute()
-            fresh = []
-            for stream, entries in zip(STREAMS, results, strict=True):
-                # everything read is kept, even a record stamped a moment after `now` (written while
-                # this cycle started) or ahead of it (a device clock running fast): skipping it would
-                # lose it for good, since the next read starts after it
-                for entry_id, fields in entries:
-                    fresh.append(decode_entry(fields))
-                    entry.last_ids[stream] = entry_id
-            fresh.sort(key=lambda r: r["ts"])
+            # everything read is kept, even a record stamped a moment after `now` (written while
+            # this cycle started) or ahead of it (a device clock running fast): skipping it would
+            # lose it for good, since the next read starts after it; bad entries are skipped
+            fresh, state = store.read_after(device, STREAMS, entry.last_ids, now - window_s)
             for record in fresh:
                 window.add(record)
             window.now = now
             window.trim(now - window_s)
-            window.state = {**decode_state(state_raw), **window.state}
+            window.state = {**state, **window.state}
             yield window
 
     def clear(self) -> None:

@@ -116,7 +116,7 @@ def evaluate_all() -> int:
     expires = float(getattr(settings, "RULES_EXPIRES_S", 5.0))
     for batch in chunks(devices, size):
         evaluate_batch.apply_async((batch,), expires=expires)
-    if store().r.set(f"{store().prefix}notify:sweep", "1", nx=True, ex=SWEEP_EVERY_S):
+    if store().lock("notify-sweep", SWEEP_EVERY_S):
         from advisors.notify.dispatch import sweep
 
         sweep()

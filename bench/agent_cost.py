@@ -119,11 +119,10 @@ def steady_state(args: argparse.Namespace) -> None:
 
 
 def cycle_vs_floor(iterations: int) -> None:
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources
+    from collectors.sources.registry import agent_sources
 
     root = Path("/")
-    sources = [HostSource(root=root)] + [s for s in extra_sources(root, None) if s.available()]
+    sources = agent_sources(root)
     for s in sources:  # warm caches (process matcher, psutil)
         s.collect(time.time())
     paths: set[str] = set()

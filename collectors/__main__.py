@@ -1,4 +1,4 @@
-"""`python -m collectors agent|record|replay|proxy` -- see DESIGN.md for the contracts."""
+"""`python -m collectors agent|record|replay|proxy` -- see docs/ARCHITECTURE.md for the contracts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from collectors.runtimes import kind_names
 from collectors.store import (
     DEFAULT_URL,
     StoreUnavailable,
@@ -163,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="latency-recording reverse proxy")
     proxy.add_argument("--listen", required=True, help="HOST:PORT")
     proxy.add_argument("--upstream", required=True, help="URL of the runtime")
-    proxy.add_argument("--runtime", required=True, help="ollama|openai|llamacpp|vllm|tensorrt_llm|triton")
+    proxy.add_argument("--runtime", required=True,
+                       help="the runtime's name in series labels, e.g. its kind: " + "|".join(kind_names()))
     proxy.add_argument("--device", required=True, type=_device)
     proxy.add_argument("--redis", default=redis_default)
     proxy.set_defaults(func=cmd_proxy)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from collectors.sources.registry import AgentConfigError
 
     try:
-        return args.func(args)
+        return int(args.func(args))
     except StoreUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ class Agent:
         self.status: dict[str, SourceStatus] = {s.name: SourceStatus() for s in sources}
         self.rejected: dict[str, int] = {}  # fields dropped over the bounds, per source (cumulative)
         self._next_due: dict[str, float] = {s.name: 0.0 for s in sources}
-        self._running: dict[str, tuple[Future, float]] = {}
+        self._running: dict[str, tuple[Future[list[dict[str, Any]]], float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(sources))), thread_name_prefix="source")
         self.hooks: list[Hook] = []  # e.g. the action executor, run every tick
         self.registered = False
@@ -67,7 +67,10 @@ class Agent:
         for source in self.sources:
             if source.name in self._running or now < self._next_due[source.name]:
                 continue
-            self._next_due[source.name] = now + source.interval
+            # fixed rate (due + interval), so 0.25 s ticks do not let samples drift a second in ~70;
+            # after a stall longer than one interval the schedule restarts from now (no burst)
+            due = self._next_due[source.name]
+            self._next_due[source.name] = due + source.interval if now - due < source.interval else now + source.interval
             self._running[source.name] = (self._pool.submit(self._collect_one, source, now), time.monotonic())
             fresh.add(source.name)
         deadline = time.monotonic() + (min(self.source_timeout, self.wait_s) if wait else 0)
@@ -143,15 +146,16 @@ class Agent:
         After a failure, reconnects are tried with a backoff (1 s doubling to 10 s), so an outage
         does not cost a connect attempt every tick."""
         self.buffer.add(records)
-        if self.store is None:
+        store = self.store
+        if store is None:
             return False
         if self.store is self._failed_store and time.monotonic() < self._retry_at:
             return False  # backing off; a new store is tried at once
         try:
             if not self.registered:
-                self.store.report_device(self.device, board=self.board)
+                store.report_device(self.device, board=self.board)
                 self.registered = True
-            self.published += self.buffer.flush(lambda chunk: self.store.publish(self.device, chunk))
+            self.published += self.buffer.flush(lambda chunk: store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None
             return True
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -177,7 +181,10 @@ class Agent:
     def run(self, stop: threading.Event, tick_s: float = 0.25) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a failure is data, never the end of the agent: next tick goes on
+                log.exception("agent tick failed")
             stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
         self.close()
 
@@ -192,8 +199,6 @@ class Agent:
 
 def default_sources(root: Path, interval: float | None = None) -> list[Source]:
     """Every source that applies to this machine, at its default interval."""
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources, interval_for
+    from collectors.sources.registry import agent_sources
 
-    sources: list[Source] = [HostSource(root=root, interval=interval_for("host", interval))]
-    return sources + [s for s in extra_sources(root, interval) if s.available()]
+    return agent_sources(root, interval)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.keys import DEVICE_ID, GlobalKeys
+
 log = logging.getLogger(__name__)
 
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_ENTRY_BYTES = 16_384      # one registry value
 MAX_DEVICES = 20_000          # entries read; more are reported, not served
 MAX_TEXT = 512                # a string inside board/kind
@@ -168,7 +168,7 @@ def acl_line(device: str, password: str, prefix: str = "thox:") -> str:
 
 
 def key(prefix: str) -> str:
-    return f"{prefix}devices"
+    return GlobalKeys(prefix).devices
 
 
 def read(client: Any, prefix: str) -> Registry:

@@ -16,7 +16,7 @@ import sys
 try:
     from scripts import debian
 except ImportError:  # run as `python scripts/<name>.py`
-    import debian
+    import debian  # type: ignore[no-redef]
 
 # executable -> (Debian package, fallback paths)
 TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {

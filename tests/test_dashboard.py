@@ -121,7 +121,8 @@ def texts(page, selector: str) -> list[str]:
 
 
 def chart_points(page, chart: str) -> int:
-    return page.evaluate(f"(document.getElementById('{chart}').data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
+    return page.evaluate(f"(document.getElementById('{chart}').data || [])"
+                         ".reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
 
 
 def test_every_page_renders_with_data_escaped_and_live(dash, dstore, browser):
@@ -326,7 +327,8 @@ def test_webhook_test_button_posts_to_the_endpoint(dash, browser):
     with socketserver.TCPServer(("127.0.0.1", 0), Hook) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        dash.manage("shell", "-c", f"from advisors.models import Webhook; Webhook.objects.create(url='{url}', format='json')")
+        dash.manage("shell", "-c",
+                    f"from advisors.models import Webhook; Webhook.objects.create(url='{url}', format='json')")
         page = open_page(browser, dash)
         page.goto(dash.url + "/settings/")
         page.locator("#webhooks tr", has_text=url).locator("button", has_text="Test").click()

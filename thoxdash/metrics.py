@@ -1,7 +1,7 @@
 """GET /metrics: the latest value of every series of every device, in Prometheus text format.
 
-Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; `_total`
-series are counters, everything else a gauge. Per device there are also
+Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; HELP and TYPE
+come from the metric catalog (collectors/catalog.py; unlisted `_total` series are counters). Per device there are also
 `thoxdash_device_last_seen_timestamp_seconds` and `thoxdash_device_up` (1 while fresher than
 THOXDASH_STALE_AFTER_S). All devices are read with one Redis pipeline.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import redis
 from django.conf import settings
@@ -26,47 +26,15 @@ from prometheus_client.metrics_core import Metric
 
 from advisors.telemetry import store
 from collectors.bounds import series_reserved
+from collectors.catalog import help_text, metric_type
 from collectors.series import SeriesKeyError, parse_series_key
 from thoxdash.auth import api_auth
 
 PREFIX = "thoxdash_"
 
-HELP = {
-    "gpu_load_ratio": "GPU utilisation, 0..1.",
-    "gpu_freq_hz": "Current GPU clock.",
-    "gpu_freq_max_hz": "Maximum GPU clock allowed now.",
-    "emc_load_ratio": "Memory controller (EMC) utilisation, 0..1.",
-    "emc_freq_hz": "Memory controller clock.",
-    "ram_total_bytes": "Total RAM.",
-    "ram_used_bytes": "RAM in use.",
-    "ram_available_bytes": "RAM available to new work.",
-    "gpu_shared_memory_bytes": "RAM used by the integrated GPU.",
-    "swap_total_bytes": "Total swap.",
-    "swap_used_bytes": "Swap in use.",
-    "cpu_load_ratio": "Per-core CPU utilisation, 0..1.",
-    "cpu_freq_hz": "Per-core CPU clock.",
-    "temperature_celsius": "Thermal zone temperature.",
-    "power_watts": "Power rail draw.",
-    "fan_speed_ratio": "Fan speed, 0..1.",
-    "jetson_clocks_active": "1 while jetson_clocks pins the clocks.",
-    "runtime_up": "1 while the inference runtime answers.",
-    "runtime_memory_bytes": "RSS plus GPU memory of the runtime's processes.",
-    "runtime_rss_bytes": "Resident memory of the runtime's processes.",
-    "runtime_gpu_memory_bytes": "GPU memory of the runtime's processes.",
-    "runtime_ceiling_bytes": "Configured memory ceiling of the runtime.",
-    "runtime_model_bytes": "Memory of one loaded model.",
-    "runtime_model_vram_bytes": "GPU memory of one loaded model.",
-    "cgroup_memory_bytes": "Memory charged to the cgroup.",
-    "cgroup_memory_max_bytes": "Memory limit of the cgroup.",
-    "cgroup_oom_kills_total": "OOM kills inside the cgroup.",
-    "memory_pressure_some_ratio": "PSI memory some avg10 / 100.",
-    "memory_pressure_full_ratio": "PSI memory full avg10 / 100.",
-    "irq_interrupts_total": "Interrupts per IRQ and CPU.",
-}
-
 
 def _help(name: str) -> str:
-    return HELP.get(name, f"ThoxDash series {name} (latest value reported by the device).")
+    return help_text(name)  # collectors/catalog.py: the one list of names, units and help
 
 
 class LatestCollector:
@@ -102,7 +70,7 @@ class LatestCollector:
                     continue
                 labels.pop("device", None)  # ours wins
                 full = PREFIX + name
-                counter = name.endswith("_total")
+                counter = metric_type(name) == "counter" and name.endswith("_total")
                 family_name = full[: -len("_total")] if counter else full
                 family = families.get(family_name)
                 if family is None:
@@ -147,7 +115,7 @@ def _handler(request: HttpRequest) -> HttpResponse:
     return HttpResponse(render(latest), content_type=CONTENT_TYPE_LATEST)
 
 
-_with_api_auth = api_auth()(_handler)
+_with_api_auth: Callable[[HttpRequest], HttpResponse] = api_auth()(_handler)
 
 
 @require_GET

@@ -6,8 +6,10 @@ from typing import Any
 
 from django import forms
 
+from collectors.runtimes import kind_names
+
 PRIORITIES = [("critical", "critical"), ("essential", "essential"), ("background", "background")]
-KINDS = [(k, k) for k in ("ollama", "tensorrt_llm", "triton", "vllm", "llamacpp", "cuquantum", "other")]
+KINDS = [(k, k) for k in (*kind_names(), "other")]  # the runtime registry
 GB = 1e9
 
 

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from advisors.telemetry import store
+from collectors.catalog import chart_series
 from collectors.store import DEVICE_ID
 from collectors.text import is_uint
 from thoxdash.devices import device_list
@@ -58,6 +59,7 @@ def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[d
         "stale_after_s": settings.STALE_AFTER_S,
         "live_window_s": settings.LIVE_WINDOW_S,
         "max_updates_per_s": settings.LIVE_MAX_UPDATES_PER_S,
+        "charts": chart_series(),  # chart id -> the metric names it draws (collectors/catalog.py)
     }, state, checklist(state, config)
 
 
@@ -163,16 +165,10 @@ def _query(**params: str) -> str:
 
 
 def _webhook_tester():
-    """The notifier's test function (advisors.notify), when that module provides one."""
-    try:
-        from advisors import notify
-    except ImportError:
-        return None
-    for name in ("send_test", "test_webhook", "send_test_notification"):
-        fn = getattr(notify, name, None)
-        if callable(fn):
-            return fn
-    return None
+    """The notifier's test function."""
+    from advisors.notify.sender import send_test
+
+    return send_test
 
 
 @login_required
@@ -203,10 +199,12 @@ def _describe(result: object) -> str:
     if result is None:
         return "ok"
     if hasattr(result, "http_status") or hasattr(result, "status"):
-        parts = [f"HTTP {result.http_status}" if getattr(result, "http_status", None) else "",
+        status = getattr(result, "http_status", None)
+        parts = [f"HTTP {status}" if status else "",
                  str(getattr(result, "status", "")), str(getattr(result, "error", "") or "")[:200]]
-        if getattr(result, "duration_ms", None) is not None:
-            parts.append(f"{result.duration_ms:.0f} ms")
+        duration = getattr(result, "duration_ms", None)
+        if duration is not None:
+            parts.append(f"{duration:.0f} ms")
         return ", ".join(p for p in parts if p)
     return json.dumps(result, default=str)[:300] if isinstance(result, (dict, list)) else str(result)[:300]
 

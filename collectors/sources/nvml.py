@@ -228,7 +228,7 @@ class Nvml:
                 if _clean(size) is None:
                     used.setdefault(pid, None)
                     continue
-                used[pid] = max(int(size), int(used.get(pid) or 0))  # a pid in both lists: same memory
+                used[pid] = max(int(size), int(used.get(pid) or 0))  # type: ignore[arg-type]  # a pid in both lists: same memory
         return used
 
     def sample(self) -> list[GpuSample]:

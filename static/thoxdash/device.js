@@ -34,38 +34,37 @@
   }
   function rm(k) { return k.labels.runtime + " / " + k.labels.model; }
 
-  // chart id -> which series it draws and how
+  // chart id -> how it draws its series
   var CHARTS = {
-    "chart-gpu": { want: function (k) { return k.name === "gpu_load_ratio" || k.name === "emc_load_ratio" || k.name === "gpu_freq_hz"; },
-      trace: function (k) { return k.name === "gpu_freq_hz" ? { name: "GPU frequency", yaxis: "y2", line: { dash: "dot", width: 1 } } : { name: k.name === "gpu_load_ratio" ? "GPU load" : "EMC load" }; },
+    "chart-gpu": { trace: function (k) { return k.name === "gpu_freq_hz" ? { name: "GPU frequency", yaxis: "y2", line: { dash: "dot", width: 1 } } : { name: k.name === "gpu_load_ratio" ? "GPU load" : "EMC load" }; },
       yaxis: { title: { text: "load" }, range: [0, 1.05], tickformat: ".0%" },
       yaxis2: { overlaying: "y", side: "right", tickformat: ".3~s", ticksuffix: "Hz", showgrid: false, rangemode: "tozero" } },
-    "chart-memory": { want: function (k) { return k.name === "runtime_memory_bytes" || k.name === "runtime_ceiling_bytes" || k.name === "ram_used_bytes"; },
-      trace: function (k) {
+    "chart-memory": { trace: function (k) {
         if (k.name === "runtime_memory_bytes") return { name: k.labels.runtime, stackgroup: "runtimes", line: { width: 0.5 } };
         if (k.name === "runtime_ceiling_bytes") return { name: "ceiling " + k.labels.runtime, line: { dash: "dash", width: 1.5 } };
         return { name: "RAM used (all)", visible: "legendonly", line: { width: 1, color: "#888" } };
       }, yaxis: { title: { text: "bytes" }, tickformat: "~s", rangemode: "tozero" } },
-    "chart-power": { want: function (k) { return k.name === "power_watts"; },
-      trace: function (k) { return { name: k.labels.rail || "power" }; }, yaxis: { title: { text: "W" }, rangemode: "tozero" } },
-    "chart-temp": { want: function (k) { return k.name === "temperature_celsius"; },
-      trace: function (k) { return { name: k.labels.zone || "temp" }; }, yaxis: { title: { text: "°C" } } },
-    "chart-cpu": { want: function (k) { return k.name === "cpu_load_ratio" && k.labels.cpu !== undefined; },
+    "chart-power": { trace: function (k) { return { name: k.labels.rail || "power" }; }, yaxis: { title: { text: "W" }, rangemode: "tozero" } },
+    "chart-temp": { trace: function (k) { return { name: k.labels.zone || "temp" }; }, yaxis: { title: { text: "°C" } } },
+    "chart-cpu": { only: function (k) { return k.labels.cpu !== undefined; },
       trace: function (k) {
         var iso = isolated[k.labels.cpu];
         return { name: "cpu" + k.labels.cpu + (iso ? " (isolated)" : ""), line: iso ? { dash: "dot", width: 2.5 } : { width: 1 } };
       }, yaxis: { title: { text: "load" }, range: [0, 1.05], tickformat: ".0%" } },
-    "chart-latency": { want: function (k) { return k.name === "request_latency_p50_seconds" || k.name === "request_latency_p99_seconds"; },
-      trace: function (k) { var p99 = k.name.indexOf("p99") > 0; return { name: (p99 ? "p99 " : "p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, line: { dash: p99 ? "dash" : "solid", width: 1.5 } }; },
+    "chart-latency": { trace: function (k) { var p99 = k.name.indexOf("p99") > 0; return { name: (p99 ? "p99 " : "p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, line: { dash: p99 ? "dash" : "solid", width: 1.5 } }; },
       yaxis: { title: { text: "s" }, rangemode: "tozero" } },
-    "chart-ttft": { want: function (k) { return k.name === "request_ttft_p50_seconds" || k.name === "request_tokens_per_second"; },
-      trace: function (k) { var tps = k.name === "request_tokens_per_second"; return { name: (tps ? "tok/s " : "TTFT p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, yaxis: tps ? "y2" : "y", line: { dash: tps ? "dot" : "solid" } }; },
+    "chart-ttft": { trace: function (k) { var tps = k.name === "request_tokens_per_second"; return { name: (tps ? "tok/s " : "TTFT p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, yaxis: tps ? "y2" : "y", line: { dash: tps ? "dot" : "solid" } }; },
       yaxis: { title: { text: "TTFT s" }, rangemode: "tozero" },
       yaxis2: { title: { text: "tok/s" }, overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" } },
-    "chart-slo": { want: function (k) { return k.name === "request_slo_compliance_ratio"; },
-      trace: function (k) { return { name: rm(k), mode: "lines+markers", marker: { size: 3 } }; },
+    "chart-slo": { trace: function (k) { return { name: rm(k), mode: "lines+markers", marker: { size: 3 } }; },
       yaxis: { title: { text: "within deadline" }, tickformat: ".1%", range: [0, 1.02] } }
   };
+  // which metric names each chart draws comes from the server (collectors/catalog.py)
+  Object.keys(CHARTS).forEach(function (id) {
+    var names = {}, only = CHARTS[id].only;
+    ((cfg.charts || {})[id] || []).forEach(function (n) { names[n] = true; });
+    CHARTS[id].want = function (k) { return names[k.name] === true && (!only || only(k)); };
+  });
   var IDS = Object.keys(CHARTS);
   var traces = {}; // chart id -> {series key: trace index}
 
@@ -302,6 +301,19 @@
     }, wait);
   }
 
+  // A large snapshot arrives as "snapshot" (parts > 1) then "snapshot_part" messages, each under
+  // the websocket's frame limit: hold the parts, hand on the whole snapshot once the last arrived.
+  var partial = null;
+  function gather(msg) {
+    if (msg.type === "snapshot" && msg.parts > 1) { partial = msg; return null; }
+    if (msg.type !== "snapshot_part") return msg;
+    if (!partial) return null;
+    Object.keys(msg.series || {}).forEach(function (k) { partial.series[k] = msg.series[k]; });
+    if (msg.part < partial.parts - 1) return null;
+    var whole = partial; partial = null;
+    return whole;
+  }
+
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
     // a stored range needs only updates (for liveness), not the live window's snapshot
@@ -312,6 +324,8 @@
       plotlyReady.then(function () { receive(msg); });
     };
     function receive(msg) {
+      msg = gather(msg);
+      if (!msg) return;
       if (msg.type === "snapshot" && mode === "live") { pending = null; renderAll(msg); return; }
       if (msg.now) skew = msg.now * 1000 - Date.now();
       Object.keys(msg.series || {}).forEach(function (k) { var xs = msg.series[k][0]; if (xs.length) lastSample = Math.max(lastSample, xs[xs.length - 1] * 1000); });

@@ -41,4 +41,5 @@ class Command(BaseCommand):
             self.stdout.write("no alerts")
         for alert in alerts:
             end = "still firing" if alert["ends_at"] is None else f"until {alert['ends_at']}"
-            self.stdout.write(f"[{alert['severity']}] {alert['rule']} {alert['labels']} from {alert['starts_at']} {end}: {alert['summary']}")
+            self.stdout.write(f"[{alert['severity']}] {alert['rule']} {alert['labels']} "
+                              f"from {alert['starts_at']} {end}: {alert['summary']}")
