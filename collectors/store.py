@@ -25,6 +25,7 @@ import redis
 from collectors import bounds, registry
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
+from collectors.keys import DEVICE_ID as DEVICE_ID  # re-exported: callers import it from here
 from collectors.keys import REJECTED_FIELD, GlobalKeys, Keys, check_device_id
 from collectors.recording import dumps, record_kind
 from collectors.repos import ActionLog, ActionQueue, RuleMemos
