@@ -176,3 +176,44 @@ def test_websockets_per_user_are_bounded_and_origins_checked(hostile):
     bad, outcome = asyncio.run(run())
     assert bad == []
     assert outcome == ["snapshot", "snapshot", "closed 4429", "snapshot"], outcome
+
+
+def test_pages_work_under_the_real_csp(hostile):
+    """The device, fleet and settings pages in Chromium with the CSP in force (no bypass): charts
+    draw and update, the select auto-submits through forms.js, and no CSP violation is reported."""
+    from playwright.sync_api import sync_playwright
+
+    from scripts.ensure_browser import chromium
+    from tests.faults import session_cookie
+
+    store = TelemetryStore(connect(hostile.env["REDIS_URL"]), hostile.prefix)
+    store.register_device("csp-dev", board={"model": "Orin"})
+    store.register_device("csp-dev-2")
+    now = time.time()
+    store.publish("csp-dev", [{"ts": now - 10 + i, "source": "jtop", "values": {"gpu_load_ratio": 0.3}}
+                              for i in range(10)])
+    cookie = session_cookie(hostile.url, "admin", hostile.env["THOXDASH_ADMIN_PASSWORD"])
+    violations: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        context = browser.new_context()
+        context.add_cookies([{"name": "sessionid", "value": cookie, "url": hostile.url}])
+        page = context.new_page()
+        page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+        response = page.goto(hostile.url + "/devices/csp-dev/")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        wait_for(lambda: int(page.evaluate("document.getElementById('charts').dataset.updates || '0'")) >= 1, 20,
+                 "the device page's first update")
+        store.publish("csp-dev", [{"ts": time.time(), "source": "jtop", "values": {"gpu_load_ratio": 0.97}}])
+        wait_for(lambda: page.evaluate("document.getElementById('chart-gpu').data[0].y.slice(-1)[0]") == 0.97, 20,
+                 "the live point drawn by Plotly")
+        page.goto(hostile.url + "/")
+        page.goto(hostile.url + "/settings/")
+        options = page.eval_on_selector_all("select[data-autosubmit] option", "els => els.map(e => e.value)")
+        other = next(o for o in options if o != page.eval_on_selector("select[data-autosubmit]", "e => e.value"))
+        with page.expect_navigation():
+            page.select_option("select[data-autosubmit]", other)
+        assert f"device={other}" in page.url
+        browser.close()
+    assert violations == []
