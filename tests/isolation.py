@@ -49,7 +49,9 @@ if not os.environ.get("THOXDASH_REDIS_PREFIX", "").startswith(TEST_PREFIX_ROOT):
     os.environ["THOXDASH_REDIS_PREFIX"] = f"{TEST_PREFIX_ROOT}{uuid.uuid4().hex[:8]}:"
 RUN_PREFIX = os.environ["THOXDASH_REDIS_PREFIX"]
 os.environ["REDIS_URL"] = TEST_URL
-os.environ["CELERY_BROKER_URL"] = TEST_URL
+# The broker follows REDIS_URL (settings); one set in the shell would point at the live install's. Not
+# set here either: subprocesses given their own REDIS_URL (a private redis-server) must use it.
+os.environ.pop("CELERY_BROKER_URL", None)
 os.environ.setdefault("THOXDASH_TEST_LIVE_REDIS_URL", LIVE_URL)
 
 

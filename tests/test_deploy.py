@@ -328,4 +328,9 @@ def test_container_recipes_reference_what_exists():
     assert subprocess.run(["sh", "-n", str(DEPLOY / "docker" / "entrypoint.sh")], timeout=30).returncode == 0
     compose = yaml.safe_load((DEPLOY / "docker" / "docker-compose.yml").read_text())
     assert {"redis", "web", "worker", "beat", "agent"} <= set(compose["services"])
-    assert "--appendonly yes" in compose["services"]["redis"]["command"]
+    redis_cmd = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--aclfile" in redis_cmd
+    # no password on redis-server's command line: the ACL file holds SHA-256 digests only
+    assert "${REDIS_PASSWORD}" not in redis_cmd and ">$" not in redis_cmd
+    for name in ("Dockerfile.jetson", "Dockerfile.x86"):  # every image runs as a user
+        assert "\nUSER thoxdash\n" in (DEPLOY / "docker" / name).read_text(), name

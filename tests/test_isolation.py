@@ -86,6 +86,13 @@ def test_a_leaked_live_key_fails_the_run(private_redis, tmp_path):
     assert "thox:leaked" in out.stdout
 
 
+def test_the_plugin_routes_this_run_to_the_test_database():
+    assert os.environ["THOXDASH_REDIS_PREFIX"].startswith("thoxtest:")
+    assert os.environ["REDIS_URL"].endswith("/15")
+    # the broker follows REDIS_URL; subprocesses with their own Redis must not inherit a broker URL
+    assert "CELERY_BROKER_URL" not in os.environ
+
+
 @pytest.mark.parametrize(("prefix", "url", "refused"), [
     ("thox:", "redis://h/15", True),
     ("thox:sub:", "redis://h/15", True),
