@@ -70,7 +70,8 @@ class Agent:
             # fixed rate (due + interval), so 0.25 s ticks do not let samples drift a second in ~70;
             # after a stall longer than one interval the schedule restarts from now (no burst)
             due = self._next_due[source.name]
-            self._next_due[source.name] = due + source.interval if now - due < source.interval else now + source.interval
+            late = now - due >= source.interval
+            self._next_due[source.name] = now + source.interval if late else due + source.interval
             self._running[source.name] = (self._pool.submit(self._collect_one, source, now), time.monotonic())
             fresh.add(source.name)
         deadline = time.monotonic() + (min(self.source_timeout, self.wait_s) if wait else 0)

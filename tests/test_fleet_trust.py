@@ -236,3 +236,30 @@ def test_enroll_device_command(settings, store, tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "k" / "orin-9.redis").stat().st_mode) == 0o600
     assert store.devices()["orin-9"]["notes"] == "lab"
+
+
+def test_tools_resolve_on_the_real_root_and_must_be_trusted(tmp_path):
+    """A planted `usr/bin/systemctl` in the --root tree is never run: the agent looks tools up on `/`
+    (THOXDASH_AGENT_TOOLS_ROOT for test trees), and a tool writable by others is refused."""
+    from collectors.actions.context import ActionContext, ToolError
+
+    tree = tmp_path / "tree"
+    planted = tree / "usr/bin/systemctl"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("#!/bin/sh\necho planted\n")
+    planted.chmod(0o755)
+    on_root = ActionContext(root=tree, tools_root=Path("/"))
+    try:
+        assert on_root.tool("systemctl") != planted
+    except ToolError as exc:  # no systemctl on this machine: still never the planted one
+        assert "not found" in str(exc)
+    in_tree = ActionContext(root=tree)  # what tests do: tools from the tree itself
+    assert in_tree.tool("systemctl") == planted
+    planted.chmod(0o777)
+    with pytest.raises(ToolError, match="writable by group or others"):
+        in_tree.tool("systemctl")
+    planted.chmod(0o755)
+    planted.parent.chmod(0o777)
+    with pytest.raises(ToolError, match="writable by group or others"):
+        in_tree.tool("systemctl")
+    planted.parent.chmod(0o755)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import redis
 
-from tests.isolation import refusal
+from tests.isolation import TEST_DB, refusal
 from tests.redis_server import private_redis as private_redis_server
 from tests.stack import ROOT
 
@@ -88,7 +88,7 @@ def test_a_leaked_live_key_fails_the_run(private_redis, tmp_path):
 
 def test_the_plugin_routes_this_run_to_the_test_database():
     assert os.environ["THOXDASH_REDIS_PREFIX"].startswith("thoxtest:")
-    assert os.environ["REDIS_URL"].endswith("/15")
+    assert os.environ["REDIS_URL"].endswith(f"/{TEST_DB}")
     # the broker follows REDIS_URL; subprocesses with their own Redis must not inherit a broker URL
     assert "CELERY_BROKER_URL" not in os.environ
 

@@ -51,7 +51,8 @@ def _load_seen(path: Path | None) -> dict[str, float]:
 class Executor:
     def __init__(self, store: TelemetryStore, device: str, root: Path, key: str | None = None,
                  config: dict[str, Any] | None = None, consumer: str | None = None,
-                 seen_path: Path | None = None, previous_keys: tuple[str, ...] = ()):
+                 seen_path: Path | None = None, previous_keys: tuple[str, ...] = (),
+                 tools_root: Path | None = None):
         self.store = store
         self.device = device
         # The agent's own derived key (THOXDASH_AGENT_KEY or _FILE), plus a previous one during a
@@ -67,7 +68,8 @@ class Executor:
         self.config_file = Path(config_path(Path(root))) if config is None else None
         self._config_mtime = self._mtime()
         self.ctx = ActionContext(root=Path(root), device=device,
-                                 config=load_config(Path(root)) if config is None else config, store=store)
+                                 config=load_config(Path(root)) if config is None else config, store=store,
+                                 tools_root=tools_root)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.queue = store.action_queue(device)
         self.action_log = store.action_log(device)
@@ -231,7 +233,8 @@ class Executor:
     def batch(self, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
         steps = params.get("steps")
         if not isinstance(steps, list) or not 0 < len(steps) <= registry.MAX_BATCH:
-            return {"status": "rejected", "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
+            return {"status": "rejected",
+                    "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
         prepared = []
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
@@ -350,7 +353,9 @@ def attach_executor(agent: Any, root: Path | str) -> Executor | None:
         str(agent.buffer.spill_path.parent) if getattr(agent.buffer, "spill_path", None) else "")
     seen = Path(state_dir) / f"{agent.device}.seen-requests.json" if state_dir else None
     try:
-        executor = Executor(agent.store, agent.device, Path(root), seen_path=seen)
+        # tools from the real `/` whatever --root is (a test tree names its own tools root)
+        tools_root = Path(os.environ.get("THOXDASH_AGENT_TOOLS_ROOT", "/"))
+        executor = Executor(agent.store, agent.device, Path(root), seen_path=seen, tools_root=tools_root)
     except ValueError as exc:  # a placeholder or unreadable key file: refuse to start
         from collectors.sources.registry import AgentConfigError
 
