@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
 from collectors.text import MAX_CPULIST_CHARS, MAX_CPUS, is_uint
@@ -112,6 +113,12 @@ def series_reserved(key: str) -> bool:
     return name.startswith(RESERVED_SERIES_PREFIXES)
 
 
+@lru_cache(maxsize=65_536)
+def series_key_ok(key: Any) -> bool:
+    """A series key a device may use: a short string, not a reserved name (cached: keys repeat)."""
+    return isinstance(key, str) and 0 < len(key) <= MAX_SERIES_KEY and not series_reserved(key)
+
+
 def clean_values(values: Any, limit: int = MAX_SERIES_PER_DEVICE) -> tuple[dict[str, float], list[str]]:
     """(the series within bounds as floats, what was dropped and why): finite numbers, short keys,
     no reserved names, at most `limit` series."""
@@ -120,6 +127,11 @@ def clean_values(values: Any, limit: int = MAX_SERIES_PER_DEVICE) -> tuple[dict[
     clean: dict[str, float] = {}
     rejected: list[str] = []
     for key, value in values.items():
+        kind = type(value)
+        # the common case first: a finite int/float under a known-good key (x - x is 0 only if finite)
+        if (kind is float or kind is int) and value - value == 0 and series_key_ok(key) and len(clean) < limit:
+            clean[key] = float(value)
+            continue
         if not isinstance(key, str) or not key or len(key) > MAX_SERIES_KEY:
             rejected.append(f"invalid series key {str(key)[:64]!r}")
             continue
