@@ -205,3 +205,23 @@ def test_enrollment_from_settings(people, settings, store):
         assert store.devices() == {}
     finally:
         web_store.cache_clear()
+
+
+@pytest.mark.parametrize(("url", "hosts", "ok"), [
+    ("http://127.0.0.1:11434", (), True),
+    ("https://orin-7.lan:8000/v1", ("*.lan",), True),
+    ("http://10.0.0.5:9200/_bulk#", (), False),      # a fragment would drop the check's own path
+    ("http://10.0.0.5:9200/_bulk?x=", (), False),
+    ("http://user:pw@10.0.0.5:11434", (), False),
+    ("file:///etc/passwd", (), False),
+    ("gopher://10.0.0.5:6379/", (), False),
+    ("http://10.0.0.5:11434", ("*.lan", "127.0.0.1"), False),
+    ("http://[::1", (), False),
+])
+def test_runtime_base_urls_for_server_side_checks(url, hosts, ok):
+    from advisors.canary import base_url_problem, speed_check
+
+    assert (base_url_problem(url, hosts) is None) is ok
+    if not ok:  # refused before any connection, recorded as a failed check
+        records = speed_check(url, "ollama", "m", allowed_hosts=hosts, timeout_s=1)
+        assert records[0]["request"]["error"].startswith("runtime URL refused")

@@ -207,6 +207,8 @@ CANARY_INTERVAL_S = env_float("THOXDASH_CANARY_INTERVAL_S", 900.0, minimum=10.0)
 CANARY_TIMEOUT_S = env_float("THOXDASH_CANARY_TIMEOUT_S", 120.0, minimum=1.0)
 CANARY_PROMPT = env_str("THOXDASH_CANARY_PROMPT", "Say hello.")
 CANARY_MAX_TOKENS = env_int("THOXDASH_CANARY_MAX_TOKENS", 32, minimum=1, maximum=4096)
+# Hosts (`*` globs) the worker may send speed checks to; empty: any host of a valid runtime URL.
+CANARY_ALLOWED_HOSTS = env_list("THOXDASH_CANARY_ALLOWED_HOSTS", [])
 CELERY_BEAT_SCHEDULE = {
     "canary speed checks": {
         "task": "advisors.tasks_canary.speed_checks_due",
