@@ -105,6 +105,41 @@ def request_undo(store: TelemetryStore, row: ActionRequest, user=None) -> Action
     return request_action(store, row.device, "undo", {"request_id": row.request_id}, user, undo_of=row)
 
 
+# -- is anyone executing? ------------------------------------------------------------------------
+EXECUTOR_IDLE_S = 30.0  # an agent's executor reads its action stream every tick; longer idle = gone
+
+
+def executor_status(store: TelemetryStore, device: str, now: float | None = None) -> dict[str, Any]:
+    """Whether an agent-side executor reads this device's action stream, and why not in words:
+    {"ok": bool, "reason": str}. Read from the stream's consumer group (the executor's own reads)."""
+    from collectors.actions.executor import GROUP
+
+    try:
+        info = store.r.xinfo_consumers(store.keys(device).actions, GROUP)
+    except Exception:  # no stream or no group: nothing has ever read actions for this device
+        info = None
+    replayed = bool((store.devices().get(device) or {}).get("replay"))
+    if not info:
+        why = ("this device is replayed from a recording with no action executor, so nothing can apply "
+               "actions to it" if replayed else
+               "no agent has ever read this device's actions: start `python -m collectors agent` on it")
+        return {"ok": False, "reason": why}
+    idle_s = min(float(c.get("idle", 0)) for c in info) / 1000.0
+    if idle_s > EXECUTOR_IDLE_S:
+        return {"ok": False, "reason": f"the device's agent stopped reading actions {_ago(idle_s)} ago "
+                                       "(is it still running?)"}
+    return {"ok": True, "reason": "the device's agent reads actions; if a request still expires, check "
+                                  "that it runs with its own key derived by the server (manage.py enroll_device)"}
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # -- results ------------------------------------------------------------------------------------
 def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None) -> ActionRequest:
     """Copy the agent's answer (from the device's action log) into a pending row."""
@@ -115,8 +150,8 @@ def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None)
     if answer is None or answer.get("status") == "running":
         if row.expires_at and now > row.expires_at.timestamp() + GRACE_S:
             row.state = "expired"
-            row.result = {"status": "expired", "reason": "no answer from the device's agent before the "
-                          "request expired: is the agent running, with its own key (manage.py enroll_device)?"}
+            row.result = {"status": "expired", "reason": "no answer before the request expired: "
+                          + executor_status(store, row.device, now)["reason"]}
             row.finished_at = _dt(now)
             row.save(update_fields=["state", "result", "finished_at"])
         return row

@@ -112,7 +112,7 @@ def records_for(req: dict[str, Any], now: float) -> list[dict[str, Any]]:
     tps = req.get("completion_tokens_per_s")
     ok = "error" not in req and isinstance(tps, (int, float)) and tps > 0
     values: dict[str, float] = {series_key("canary_up", **labels): 1.0 if ok else 0.0}
-    if ok:
+    if ok and isinstance(tps, (int, float)):
         values[series_key("canary_decode_tokens_per_second", **labels)] = float(tps)
         if isinstance(req.get("ttft_s"), (int, float)):
             values[series_key("canary_ttft_seconds", **labels)] = float(req["ttft_s"])

@@ -46,10 +46,15 @@ def collect_action_results(device: str | None = None) -> int:
 @shared_task(name="advisors.tasks.evaluate_batch", acks_late=True)
 def evaluate_batch(devices: list[str], now: float | None = None) -> dict[str, int]:
     """Evaluate many devices in one task (the beat path): idempotent like evaluate_device."""
+    import time
+
     from advisors.alerting import evaluate_batch as run
+    from advisors.selfmetrics import record_cycle
     from advisors.telemetry import store
 
+    started = time.time()
     batch = run(store(), devices, now, on_transitions=_notifier())
+    record_cycle(store(), started, time.time(), len(devices), len(batch.failed))
     actions_after_batch(devices, batch.rows)
     return {
         "devices": len(devices),

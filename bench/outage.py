@@ -164,7 +164,8 @@ def part1(outage_s: float) -> None:
         print("|---|---|---|---|")
         what = {"web": "GET / answers 200", "agent": "agent data newer than t0 in Redis",
                 "demo": "demo replay data newer than t0", "page": "the open device page draws a point newer than t0",
-                "action": "an action submitted at t0 has its result", "alert": "a breach written at t0 has its alert row"}
+                "action": "an action submitted at t0 has its result",
+                "alert": "a breach written at t0 has its alert row"}
         for key, label in what.items():
             print(f"| {key} | {label} | {_s(before[key])} | {_s(after[key])} |")
         print(f"\nagent: {int(buffered)} records buffered at most, {int(dropped)} dropped; largest gap in its stream "

@@ -16,13 +16,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from collectors import bounds
 from collectors.buffer import OutboxBuffer
 from collectors.series import series_key
 from collectors.sources.base import Source, SourceStatus
-from collectors.store import TelemetryStore
+from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ class Agent:
             # after a stall longer than one interval the schedule restarts from now (no burst)
             due = self._next_due[source.name]
             late = now - due >= source.interval
-            self._next_due[source.name] = now + source.interval if late else due + source.interval
+            self._next_due[source.name] = (now if late else due) + source.interval
             self._running[source.name] = (self._pool.submit(self._collect_one, source, now), time.monotonic())
             fresh.add(source.name)
         deadline = time.monotonic() + (min(self.source_timeout, self.wait_s) if wait else 0)
@@ -144,7 +142,7 @@ class Agent:
     def publish(self, records: list[dict[str, Any]]) -> bool:
         """Buffer then flush; returns False (keeping everything buffered) while Redis is down.
 
-        After a failure, reconnects are tried with a backoff (1 s doubling to 10 s), so an outage
+        After a failure, reconnects are tried with a backoff (1 s doubling to RECONNECT_MAX_S), so an outage
         does not cost a connect attempt every tick."""
         self.buffer.add(records)
         store = self.store
@@ -159,8 +157,8 @@ class Agent:
             self.published += self.buffer.flush(lambda chunk: store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None
             return True
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._backoff = min(10.0, max(1.0, self._backoff * 2))
+        except OUTAGE_ERRORS as exc:
+            self._backoff = min(RECONNECT_MAX_S, max(1.0, self._backoff * 2))
             self._retry_at = time.monotonic() + self._backoff
             self._failed_store = self.store
             self.registered = False  # a restarted Redis has lost the device entry

@@ -103,7 +103,8 @@ def decode(fields: dict[str, str], rollup: bool = False) -> dict[str, Any]:
     why = problem(record, rollup)
     if why:
         raise BadEntry(why)
-    return record
+    checked: dict[str, Any] = record
+    return checked
 
 
 def decode_all(entries: Iterable[tuple[str, dict[str, str]]], where: str = "",

@@ -3,7 +3,7 @@
 At `speed` X the recorded gaps shrink X times and so do the shifted timestamps, so rules and charts
 see the device as live. `speed <= 0` sends everything at once, shifted so the last record is now.
 
-A Redis outage is ridden out: the batch in hand is retried with a backoff (0.5 s doubling to 10 s)
+A Redis outage is ridden out: the batch in hand is retried with a backoff (0.5 s doubling to RECONNECT_MAX_S)
 until Redis answers, the device is registered again (a restarted Redis may have lost it), and the
 replay goes on, catching up on what it held back.
 """
@@ -16,13 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from collectors.recording import Recording
-from collectors.store import TelemetryStore
+from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
-OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def replay(recording: Recording, store: TelemetryStore, device: str, speed: float = 1.0,
@@ -81,10 +78,10 @@ class _Feed:
                     self.register()
                 self.store.publish(self.device, batch)
                 break
-            except OUTAGE as exc:
+            except OUTAGE_ERRORS as exc:
                 if not backoff:
                     self.outages += 1
-                backoff = min(10.0, max(0.5, backoff * 2))
+                backoff = min(RECONNECT_MAX_S, max(0.5, backoff * 2))
                 log.warning("redis unavailable (%s); replay of %s retries in %.1f s", exc, self.device, backoff)
                 if self.stop.wait(backoff):
                     return 0

@@ -68,7 +68,7 @@ class ActionQueue:
         self.ready = False
 
     def submit(self, fields: dict[str, str]) -> str:
-        return self.store.r.xadd(self.keys.actions, fields, maxlen=ACTIONS_MAXLEN, approximate=True)
+        return str(self.store.r.xadd(self.keys.actions, fields, maxlen=ACTIONS_MAXLEN, approximate=True))
 
     def ensure_group(self, consumer: str) -> None:
         if self.ready:

@@ -25,8 +25,10 @@ import redis
 from collectors import bounds, registry
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
-from collectors.keys import DEVICE_ID as DEVICE_ID  # re-exported: callers import it from here
-from collectors.keys import REJECTED_FIELD, GlobalKeys, Keys, check_device_id
+from collectors.keys import DEVICE_ID as DEVICE_ID
+from collectors.keys import REJECTED_FIELD, GlobalKeys
+from collectors.keys import Keys as Keys
+from collectors.keys import check_device_id as check_device_id
 from collectors.recording import dumps, record_kind
 from collectors.repos import ActionLog, ActionQueue, RuleMemos
 
@@ -54,6 +56,12 @@ TIME_TRIMMED = (
     "requests",
 )  # events stay count-capped: sparse, and the timeline of 7 d
 ROLLUP_RETENTION_S = {10: 12 * 3600.0, 60: 2 * 86_400.0, 600: 30 * 86_400.0}
+
+
+# Processes that ride out a Redis outage retry with a backoff doubling up to this (a refused
+# connect is cheap; the cap bounds how long after Redis returns a process notices).
+RECONNECT_MAX_S = 5.0
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class StoreUnavailable(ConnectionError):
@@ -135,7 +143,9 @@ class TelemetryStore:
     """Write and read one Redis's device data. Cheap to construct; holds no state but the client."""
 
     def __init__(self, client: redis.Redis, prefix: str | None = None):
-        self.r = client
+        # redis-py annotates every command as `Awaitable[Any] | Any` (one stub for its sync and
+        # async clients); replies are checked where they are used, so the client is typed as Any
+        self.r: Any = client
         self.prefix = (
             prefix
             if prefix is not None
@@ -424,16 +434,14 @@ class TelemetryStore:
     # -- age limits (called by the server's rollup pass; the count caps above always apply) ------
     def trim_before(self, device: str, stream: str, ts: float, approximate: bool = False) -> int:
         """Drop entries of one stream older than `ts` (XTRIM MINID); returns how many went."""
-        return self.r.xtrim(
-            self.keys(device).stream(stream), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).stream(stream), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def trim_rollups_before(
         self, device: str, step_s: int, ts: float, approximate: bool = False
     ) -> int:
-        return self.r.xtrim(
-            self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def read_chunks(
         self, device: str, stream: str, since: float, until: float, chunk: int = 5000

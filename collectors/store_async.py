@@ -19,7 +19,7 @@ STREAMS = ("telemetry", "events", "requests")
 
 class AsyncDeviceReader:
     def __init__(self, client: aioredis.Redis, prefix: str, device: str):
-        self.r = client
+        self.r: Any = client  # redis-py's command stubs are sync/async unions (see TelemetryStore)
         self.keys = Keys(prefix, device)
         self.streams = [self.keys.stream(s) for s in STREAMS]
         self.cursors: dict[str, str] = {}

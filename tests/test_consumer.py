@@ -41,7 +41,8 @@ async def test_snapshot_then_live_update(settings, store):
     assert snap["series"]["gpu_load_ratio"][1] == [0.2]
     assert "unrelated_x" not in snap["series"]
     store.publish("dev1", [{"ts": time.time(), "source": "jtop", "values": {"gpu_load_ratio": 0.9}},
-                           {"ts": time.time(), "source": "event", "event": {"kind": "model_loaded", "model": "<script>"}}])
+                           {"ts": time.time(), "source": "event",
+                            "event": {"kind": "model_loaded", "model": "<script>"}}])
     # The two records go to two streams; XREAD may wake on the first, so they can arrive in two updates.
     series: dict = {}
     events: list = []

@@ -7,9 +7,9 @@ updates at most LIVE_MAX_UPDATES_PER_S. All Redis reads go through the store's a
 snapshot is sent as `snapshot` + `snapshot_part` messages (`part`, `parts`; the page draws once all
 have arrived), a large update as several updates, and a snapshot keeps at most SNAPSHOT_MAX_BYTES of
 series (`truncated_series` says how many were left out). When Redis goes away the consumer sends
-`{"type": "error"}` and closes with CLOSE_UNAVAILABLE; the page reconnects with backoff. Request latency is summarised server-side in closed
-LATENCY_STEP_S buckets; the IRQ matrix and the time-to-ceiling forecast are refreshed every
-DERIVED_EVERY_S.
+`{"type": "error"}` and closes with CLOSE_UNAVAILABLE; the page reconnects with backoff. Request
+latency is summarised server-side in closed LATENCY_STEP_S buckets; the IRQ matrix and the
+time-to-ceiling forecast are refreshed every DERIVED_EVERY_S.
 """
 
 from __future__ import annotations

@@ -240,6 +240,8 @@ WEBHOOK_TIMEOUT_S = env_float("THOXDASH_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
 WEBHOOK_MAX_AGE_S = env_float("THOXDASH_WEBHOOK_MAX_AGE_S", 86_400.0, minimum=1.0)
 WEBHOOK_BACKOFF_BASE_S = env_float("THOXDASH_WEBHOOK_BACKOFF_BASE_S", 1.0, minimum=0.01)
 WEBHOOK_BACKOFF_CAP_S = env_float("THOXDASH_WEBHOOK_BACKOFF_CAP_S", 60.0, minimum=0.01)
+# alertmanager-api webhooks: re-send firing alerts this often (Prometheus' resend delay; endsAt = 4x).
+ALERTMANAGER_RESEND_S = env_float("THOXDASH_ALERTMANAGER_RESEND_S", 60.0, minimum=1.0)
 
 LOGGING = {
     "version": 1,

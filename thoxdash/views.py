@@ -9,7 +9,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,6 +22,17 @@ from thoxdash.devices import device_list
 from thoxdash.payload import RANGES, isolated_cpus
 
 
+def forbidden(request: HttpRequest, reason: str = "This needs a staff account.") -> HttpResponse:
+    """An expected refusal (a read-only user's POST): a 403 page; Django logs it in one line."""
+    return render(request, "403.html", {"reason": reason}, status=403)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    from django.templatetags.static import static
+
+    return redirect(static("thoxdash/favicon.svg"), permanent=True)
+
+
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     from thoxdash.api_series import fleet_rows
@@ -30,32 +40,53 @@ def fleet(request: HttpRequest) -> HttpResponse:
     return render(request, "fleet.html", {"rows": fleet_rows(), "stale_after_s": settings.STALE_AFTER_S})
 
 
-def _shown(value: Any) -> str:
-    if value is None or value == "":
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return text if len(text) <= 160 else text[:159] + "…"
-
-
 def checklist(state: dict[str, Any], config: dict[str, Any]) -> list[dict[str, str]]:
-    """The doctor's tuning checklist over the latest state hash, as text for the template."""
+    """The doctor's tuning checklist over the latest state hash, in words for the template."""
     from advisors.recommend import run_checks
+    from advisors.recommend.words import check_title, describe, describe_recommended
 
-    return [{"check": c["check"], "status": c["status"], "value": _shown(c.get("value")),
-             "recommended": _shown(c.get("recommended")), "evidence": _shown(c.get("evidence"))}
+    return [{"check": c["check"], "title": check_title(c["check"]), "status": c["status"],
+             "status_text": c["status"],
+             "value": describe(c["check"], c.get("value")),
+             "recommended": describe_recommended(c["check"], c.get("recommended")),
+             "evidence": str(c.get("evidence") or "")}
             for c in run_checks(state, config)]
 
 
-def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]:
+def host_config(device_id: str, values: dict[str, float] | None = None) -> dict[str, Any]:
+    """The device config plus what the advice needs to fit the host (its real CPUs)."""
     from advisors.alerting import device_config
 
-    config = device_config(device_id)
-    state = store().latest(device_id)["state"]
+    config = dict(device_config(device_id))
+    if values is None:
+        values = store().latest(device_id)["values"]
+    cpus = sorted({k.split('cpu="', 1)[1].split('"', 1)[0] for k in values
+                   if k.startswith("cpu_load_ratio{") and 'cpu="' in k})
+    if cpus and "online_cpus" not in config:
+        config["online_cpus"] = ",".join(c for c in cpus if is_uint(c))
+    return config
+
+
+def irq_names(state: dict[str, Any]) -> dict[str, str]:
+    """IRQ number -> a short name ("c240000.i2c", "eth0") from the IRQ source's placement state."""
+    out = {}
+    for irq, entry in (state.get("irq_placement") or {}).items():
+        name = str((entry or {}).get("name") or "").split()
+        if name:
+            out[str(irq)] = name[-1][:24]
+    return out
+
+
+def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]:
+    latest = store().latest(device_id)
+    config = host_config(device_id, latest["values"])
+    state = latest["state"]
     return {
         "device": device_id,
         "throttle_celsius": config.get("throttle_celsius") or {},
         "isolated": sorted(isolated_cpus(config, state), key=lambda c: int(c) if is_uint(c) else 1 << 30),
         "slos": config.get("slos") or [],
+        "irq_names": irq_names(state),
         "stale_after_s": settings.STALE_AFTER_S,
         "live_window_s": settings.LIVE_WINDOW_S,
         "max_updates_per_s": settings.LIVE_MAX_UPDATES_PER_S,
@@ -68,6 +99,11 @@ def device(request: HttpRequest, device_id: str) -> HttpResponse:
     if not DEVICE_ID.match(device_id):
         raise Http404("no such device")
     devices = {d["id"]: d for d in device_list()}
+    if device_id not in devices:
+        from advisors.models import DeviceSettings
+
+        if not DeviceSettings.objects.filter(device=device_id).exists():
+            raise Http404(f"no device {device_id} has reported here")
     page, _state, checks = _page_config(device_id)
     chosen = request.GET.get("range", "live")
     page["range"] = chosen if chosen in RANGES else "live"
@@ -89,18 +125,6 @@ def advisor(request: HttpRequest) -> HttpResponse:
     from thoxdash.advisor_views import page
 
     return page(request)
-
-
-def redact_url(url: str) -> str:
-    """Scheme and host only (`https://hooks.slack.com/…`): what a read-only user may see."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "…"
-    return f"{parts.scheme}://{host}/…" if parts.scheme and host else "…"
 
 
 def _settings_devices() -> list[str]:
@@ -131,7 +155,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     config = device_config(chosen) if chosen else {"runtimes": [], "slos": []}
     if request.method == "POST":
         if not request.user.is_staff:
-            raise PermissionDenied("staff only")
+            return forbidden(request)
         device_form = DeviceForm(request.POST)
         runtimes = RuntimeFormSet(request.POST, prefix="rt")
         slos = SloFormSet(request.POST, prefix="slo")
@@ -146,14 +170,17 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         device_form = DeviceForm(initial={"isolated_cpus": row.isolated_cpus if row else ""})
         runtimes = RuntimeFormSet(prefix="rt", initial=[RuntimeForm.initial_from(r) for r in config["runtimes"]])
         slos = SloFormSet(prefix="slo", initial=[SloForm.initial_from(s) for s in config["slos"]])
-    webhooks = list(Webhook.objects.order_by("id"))
-    if not request.user.is_staff:  # a webhook URL is itself a secret (Slack, Teams): origin only
-        for hook in webhooks:
-            hook.url = redact_url(hook.url)
-            hook.disabled_reason = "see a staff user" if hook.disabled_reason else ""
+    from thoxdash.settings_forms import WebhookForm, redacted
+
+    hooks = list(Webhook.objects.order_by("id"))
+    for hook in hooks:  # a webhook URL's path is often its secret (Slack): staff only
+        hook.shown_url = hook.url if request.user.is_staff else redacted(hook.url)
+        if not request.user.is_staff and hook.disabled_reason:  # may quote the URL
+            hook.disabled_reason = "see a staff user"
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
-        "runtimes": runtimes, "slos": slos, "webhooks": webhooks, "enrolled": sorted(store().devices()),
+        "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
+        "enrolled": sorted(store().devices()),
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
 
@@ -177,7 +204,7 @@ def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
     from advisors.models import Webhook
 
     if not request.user.is_staff:
-        raise PermissionDenied("staff only")
+        return forbidden(request)
     hook = get_object_or_404(Webhook, pk=webhook_id)
     tester = _webhook_tester()
     if tester is None:
@@ -186,7 +213,7 @@ def webhook_test(request: HttpRequest, webhook_id: int) -> HttpResponse:
         try:
             result = tester(hook)
         except Exception as exc:  # the endpoint's failure is the answer the user asked for
-            messages.error(request, f"Test to {hook.url} failed: {exc}")
+            messages.error(request, f"Test to {hook.url} failed: {str(exc)[:300]}")
         else:
             if getattr(result, "status", "sent") == "sent":
                 messages.success(request, f"Test sent to {hook.url}: {_describe(result)}")
@@ -211,13 +238,39 @@ def _describe(result: object) -> str:
 
 @login_required
 @require_POST
+def webhook_edit(request: HttpRequest) -> HttpResponse:
+    """Staff only: add a webhook, or remove one."""
+    from advisors.models import Webhook
+    from thoxdash.settings_forms import WebhookForm
+
+    if not request.user.is_staff:
+        return forbidden(request)
+    op = request.POST.get("op", "")
+    if op == "add":
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            hook = Webhook.objects.create(**form.cleaned_data)
+            messages.success(request, f"Added webhook {hook.pk} ({hook.get_format_display()}, "
+                                      f"{hook.min_severity} and above). Send a test to check it.")
+        else:
+            errors = "; ".join(f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items())
+            messages.error(request, f"Webhook not added: {errors}")
+    elif op == "remove":
+        hook = get_object_or_404(Webhook, pk=request.POST.get("webhook_id"))
+        hook.delete()
+        messages.success(request, "Removed the webhook.")
+    return redirect(reverse("settings") + "#webhooks")
+
+
+@login_required
+@require_POST
 def users_edit(request: HttpRequest) -> HttpResponse:
-    """Staff: create a user. Superusers only: create staff, toggle a user's staff / active flag."""
+    """Staff: create a (non-staff) user. Superusers only: create staff, toggle staff / active flags."""
+    if not request.user.is_staff:
+        return forbidden(request)
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError
 
-    if not request.user.is_staff:
-        raise PermissionDenied("staff only")
     users = get_user_model()
     op = request.POST.get("op", "")
     if op == "create":
@@ -225,20 +278,25 @@ def users_edit(request: HttpRequest) -> HttpResponse:
         password = request.POST.get("password", "")
         make_staff = bool(request.POST.get("is_staff"))
         if make_staff and not request.user.is_superuser:
-            raise PermissionDenied("only superusers create staff users")
-        if not name or users.objects.filter(username=name).exists():
-            messages.error(request, "Give a new username.")
+            return forbidden(request, "Only a superuser creates staff users.")
+        problems = []
+        if not name:
+            problems.append("Give a username.")
+        elif users.objects.filter(username=name).exists():
+            problems.append(f"A user named {name} already exists: choose another name.")
         else:
             try:
                 validate_password(password, users(username=name))
             except ValidationError as exc:
-                messages.error(request, "Password not accepted: " + " ".join(exc.messages))
-            else:
-                users.objects.create_user(name, password=password, is_staff=make_staff)
-                messages.success(request, f"Created user {name}.")
+                problems.extend(exc.messages)
+        if problems:
+            messages.error(request, "User not created: " + " ".join(problems))
+        else:
+            users.objects.create_user(name, password=password, is_staff=make_staff)
+            messages.success(request, f"Created user {name}.")
     elif op in ("toggle_staff", "toggle_active"):
         if not request.user.is_superuser:
-            raise PermissionDenied("only superusers change staff or active flags")
+            return forbidden(request, "Only a superuser changes staff or active flags.")
         user = get_object_or_404(users, pk=request.POST.get("user_id"))
         if user.pk == request.user.pk:
             messages.error(request, "You cannot change your own flags.")

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
@@ -72,7 +73,7 @@ def notify_transitions(result: dict[str, list[Alert]]) -> list[Delivery]:
     alerts = [*result.get("fired", []), *result.get("escalated", []), *result.get("resolved", [])]
     deliveries = plan(alerts)
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: start_now(pk))
+        transaction.on_commit(partial(start_now, delivery.pk))
     return deliveries
 
 

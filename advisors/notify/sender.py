@@ -116,14 +116,17 @@ def post(webhook: Webhook, delivery: Delivery) -> tuple[int | None, str, float |
                IDEMPOTENCY_HEADER: delivery.idempotency_key, "X-Thoxdash-Delivery": delivery.idempotency_key}
     if webhook.secret:
         headers[SIGNATURE_HEADER] = signature(webhook.secret, body)
+    notifier = NOTIFIERS.get(webhook.format)
+    url = notifier.endpoint(webhook.url) if notifier is not None else webhook.url
     start = time.perf_counter()
     try:
         with httpx.Client(timeout=timeout_s(), follow_redirects=False) as client:
-            response = client.post(webhook.url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers)
     except httpx.TimeoutException:
         return None, f"timeout after {timeout_s():g} s", None, (time.perf_counter() - start) * 1000
     except httpx.HTTPError as exc:
-        return None, f"connection failed: {exc.__class__.__name__}: {exc}"[:500], None, (time.perf_counter() - start) * 1000
+        error = f"connection failed: {exc.__class__.__name__}: {exc}"[:500]
+        return None, error, None, (time.perf_counter() - start) * 1000
     ms = (time.perf_counter() - start) * 1000
     if 200 <= response.status_code < 300:
         return response.status_code, "", None, ms

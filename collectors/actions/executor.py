@@ -23,7 +23,7 @@ from collectors.actions.context import ActionContext, ToolError, config_path, lo
 from collectors.actions.params import ParamError
 from collectors.actions.signing import CLOCK_SKEW_S, Rejected, agent_keys, verify
 from collectors.keys import ACTION_GROUP
-from collectors.store import TelemetryStore
+from collectors.store import RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
 GROUP = ACTION_GROUP
@@ -126,11 +126,11 @@ class Executor:
         try:
             message = verify(fields, self.accepted_keys(now), self.device, now)
         except Rejected as exc:
-            result = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
+            rejected: dict[str, Any] = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
             if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
-                result["action"] = exc.authentic.get("action")
-                self.action_log.claim(exc.authentic["id"], {**result, "sig": fields["sig"]})
-            return self._emit(result, now)
+                rejected["action"] = exc.authentic.get("action")
+                self.action_log.claim(exc.authentic["id"], {**rejected, "sig": fields["sig"]})
+            return self._emit(rejected, now)
         rid = message["id"]
         record = {"status": "running", "sig": fields["sig"], "action": message.get("action")}
         if not self.action_log.claim(rid, record):
@@ -141,6 +141,7 @@ class Executor:
             self.action_log.put(rid, {**rejected, "ts": now, "sig": fields["sig"]})
             return self._emit(rejected, now)
         self.remember(rid, float(message["expires_at"]), now)
+        result: dict[str, Any]
         try:
             result = self.dispatch(message)
         except Exception as exc:  # a bug must still answer the request
@@ -239,7 +240,7 @@ class Executor:
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
             action = registry.ACTIONS.get(name) if isinstance(name, str) else None
-            if action is None or not action.safe:
+            if not isinstance(name, str) or action is None or not action.safe:
                 return {"status": "rejected", "reason": f"step {index + 1}: {name!r} is not a safe tuning action"}
             try:
                 prepared.append((name, self.prepare(name, step.get("params") or {}, origin)))
@@ -261,7 +262,9 @@ class Executor:
 
     def undo(self, params: dict[str, Any]) -> dict[str, Any]:
         target = params.get("request_id")
-        original = self.lookup(target) if isinstance(target, str) else None
+        if not isinstance(target, str):
+            return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
+        original = self.lookup(target)
         if original is None:
             return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
         if original.get("undone_by"):
@@ -269,6 +272,7 @@ class Executor:
         if original.get("status") not in ("applied", "partial"):
             return {"status": "rejected", "reason": f"request {target} was {original.get('status')}: nothing to undo"}
         self.ctx.request_id = target
+        result: dict[str, Any]
         if original.get("action") == "batch":
             results = []
             pairs = list(zip(original.get("steps") or [], original.get("steps_snapshot") or [], strict=False))
@@ -318,12 +322,12 @@ def _claimed_id(fields: dict[str, str]) -> str | None:
 class ExecutorHook:
     """The agent hook: each tick, start a poll in the executor's own thread unless one is still
     running, so a slow action (a tool taking seconds) never delays telemetry. After a failed poll
-    (Redis away) the next one waits 1 s doubling to 10 s: one warning per retry, not per tick."""
+    (Redis away) the next one waits 1 s doubling to RECONNECT_MAX_S: one warning per retry, not per tick."""
 
     def __init__(self, executor: Executor):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
-        self.running: Future | None = None
+        self.running: Future[Any] | None = None
         self.backoff = 0.0
         self.retry_at = 0.0
 
@@ -334,7 +338,7 @@ class ExecutorHook:
             error = self.running.exception()
             self.running = None
             if error is not None:
-                self.backoff = min(10.0, max(1.0, self.backoff * 2))
+                self.backoff = min(RECONNECT_MAX_S, max(1.0, self.backoff * 2))
                 self.retry_at = time.monotonic() + self.backoff
                 log.warning("action executor: %s: %s (retry in %.0f s)", error.__class__.__name__, error,
                             self.backoff)

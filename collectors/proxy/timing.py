@@ -29,7 +29,8 @@ MAX_LINE = 1 << 20  # an NDJSON line / SSE event larger than this is not parsed
 MAX_JSON_BODY = 16 << 20  # a non-streaming body larger than this is not parsed
 DEFER_MAX = 256 << 10  # unparsed bytes a deferred stream may hold before it is parsed
 
-_scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
+# the C scanner, without json.loads' wrappers
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def framing_for(content_type: str | None, content_encoding: str | None = None) -> str:

@@ -31,7 +31,6 @@ import time
 from typing import Any
 
 from collectors.proxy.series import DECODE_TPS, PROMPT_TPS, RUNNING, WAITING
-from collectors.runtimes import openai
 from collectors.runtimes.base import (
     LoadedModel,
     RuntimeApiError,
@@ -48,6 +47,7 @@ from collectors.runtimes.kind import (
     Times,
     flag_port,
 )
+from collectors.runtimes.openai import chat_request, rate_limited
 from collectors.runtimes.scrape import Scrape, total
 from collectors.series import series_key
 
@@ -276,13 +276,14 @@ def fields(seen: dict[str, Any], out: dict[str, Any], times: Times) -> None:
 
 
 def completion_request(model: str, prompt: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
-    return openai.chat_request(model, prompt, max_tokens)
+    return chat_request(model, prompt, max_tokens)
 
 
 # -- latency scrape --------------------------------------------------------------------------------
 def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
     """Per loaded model: decode and prompt speed over the scrape interval (the server's own
-    step-based gauges when a request finished in it, else Δtokens / Δseconds), running, waiting."""
+    step-based gauges, which the agent alone reads once per tick; Δtokens / Δseconds where a server
+    has no gauge), running, waiting. No speed when no request finished in the interval."""
     client = sc.client
     assert isinstance(client, LlamaCppClient)
     try:
@@ -300,8 +301,11 @@ def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
             d = sc.delta(f"{series}/{label}", total(s, f"llamacpp:{secs}"), total(s, f"llamacpp:{count}"))
             if d is None or d[1] <= 0:
                 continue
-            rate = total(s, f"llamacpp:{gauge}")
-            values[sc.key(series, label)] = rate if rate > 0 else (d[1] / d[0] if d[0] > 0 else None)
+            if any(name == f"llamacpp:{gauge}" for name, _ in s):  # steps / time since the last read
+                rate = total(s, f"llamacpp:{gauge}")
+                values[sc.key(series, label)] = rate if rate > 0 else None  # 0: 1-token answers only
+            else:  # an older server without the gauge: tokens / time
+                values[sc.key(series, label)] = d[1] / d[0] if d[0] > 0 else None
         running += total(s, "llamacpp:requests_processing")
         waiting += total(s, "llamacpp:requests_deferred")
     values[sc.key(RUNNING)] = running
@@ -319,7 +323,7 @@ KIND = RuntimeKind(
     inference=(Endpoint(r"(/v1)?/(completion|infill)", "sse"),
                Endpoint(r"(/v1)?/(embedding|rerank|reranking)", "json")),
     shape=ResponseShape("llamacpp", observe, fields),
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
     canary=completion_request,
     admin=AdminCalls(health="GET /health", list="GET /models (+ GET /props is_sleeping)",

@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.proxy.series import DECODE_TPS, QUEUE, RUNNING, TOTAL, TTFT, WAITING
-from collectors.runtimes import openai
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, number
 from collectors.runtimes.kind import AdminCalls, RuntimeKind, flag_port
-from collectors.runtimes.openai import OpenAIModelsMixin
+from collectors.runtimes.openai import OpenAIModelsMixin, chat_request, rate_limited
 from collectors.runtimes.scrape import Scrape, by_label
 
 REQUESTS_TOTAL = "requests_total"
@@ -133,9 +132,9 @@ KIND = RuntimeKind(
     process_cmdline=(r"(^|[/\s])trtllm-serve(\s|$)",),
     port_of=flag_port(("--port",), 8000),
     default_ceiling_bytes=6e9,
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
-    canary=openai.chat_request,
+    canary=chat_request,
     admin=AdminCalls(health="GET /health", list="GET /v1/models"),
     notes="One model per process: evicting means stopping the process.",
 )

@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from collectors.proxy.series import QUEUE, TOTAL
-from collectors.runtimes import openai
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, model_name, number
 from collectors.runtimes.http import Transport
 from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
+from collectors.runtimes.openai import rate_limited
 from collectors.runtimes.scrape import Scrape
 
 REQUESTS_TOTAL = "requests_total"
@@ -116,7 +116,7 @@ KIND = RuntimeKind(
     port_of=flag_port(("--http-port",), 8000),
     inference=(Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate)", "json"),
                Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/generate_stream", "sse")),
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
     admin=AdminCalls(health="GET /v2/health/ready", list="POST /v2/repository/index",
                      load="POST /v2/repository/models/{m}/load", unload="POST /v2/repository/models/{m}/unload"),

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.proxy.series import DECODE_TPS, QUEUE, RUNNING, TOTAL, TTFT, WAITING
-from collectors.runtimes import openai
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient
 from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
-from collectors.runtimes.openai import OpenAIModelsMixin
+from collectors.runtimes.openai import OpenAIModelsMixin, chat_request, rate_limited
 from collectors.runtimes.scrape import Scrape, by_label
 
 REQUESTS_TOTAL = "requests_total"
@@ -78,9 +77,9 @@ KIND = RuntimeKind(
     port_of=flag_port(("--port",), 8000),
     inference=(Endpoint(r"/generate", "json"),),  # vllm.entrypoints.api_server; /v1/* is OpenAI's
     shape=None,  # OpenAI's
-    busy=openai.rate_limited,
+    busy=rate_limited,
     scrape=scrape,
-    canary=openai.chat_request,
+    canary=chat_request,
     admin=AdminCalls(health="GET /health", list="GET /v1/models (+ GET /is_sleeping)",
                      load="POST /wake_up", unload="POST /sleep?level=2"),
     notes="Sleep needs VLLM_SERVER_DEV_MODE=1 --enable-sleep-mode; on unified memory only level 2 frees memory.",

@@ -357,12 +357,12 @@ class RuntimeSource(Source):
         names = {m.name for m in loaded}
         before = self.models.get(spec.name)
         if before is not None:
-            for model in sorted(names - before):
+            for name in sorted(names - before):
                 events.append({"ts": now, "source": "event",
-                               "event": {"kind": "model_loaded", "runtime": spec.name, "model": model}})
-            for model in sorted(before - names):
+                               "event": {"kind": "model_loaded", "runtime": spec.name, "model": name}})
+            for name in sorted(before - names):
                 events.append({"ts": now, "source": "event",
-                               "event": {"kind": "model_unloaded", "runtime": spec.name, "model": model}})
+                               "event": {"kind": "model_unloaded", "runtime": spec.name, "model": name}})
         self.models[spec.name] = names
         try:
             metrics = client.metrics()

@@ -1,9 +1,11 @@
-"""`manage.py webhook add URL --format alertmanager|slack|json [--secret S] [--min-severity warning]`,
+"""`manage.py webhook add URL --format alertmanager|slack|json|alertmanager-api [--secret S]
+[--min-severity warning]` (formats: advisors.notify.NOTIFIERS; alertmanager-api pushes to URL/api/v2/alerts),
 `webhook list [--json]`, `webhook test ID`, `webhook enable ID`, `webhook remove ID`."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -48,7 +50,7 @@ class Command(BaseCommand):
                           f"{', signed' if hook.secret else ''})")
 
     def do_list(self, opts) -> None:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for hook in Webhook.objects.order_by("id"):
             last = hook.deliveries.order_by("-created_at").first()
             backlog = hook.deliveries.filter(kind="alert", status__in=["pending", "retrying", "sending"]).order_by("pk")
