@@ -39,7 +39,7 @@ AGENT_ROOT="${THOXDASH_AGENT_ROOT:-/}"
   echo "beat: .venv/bin/celery -A thoxdash beat -l warning"
   echo "agent: $AGENT_ENV $PY -m collectors agent --device $DEVICE --root $AGENT_ROOT"
   if ! $PY -c "import sys; from pathlib import Path; from collectors.board import is_jetson; sys.exit(0 if is_jetson(Path(sys.argv[1])) else 1)" "$AGENT_ROOT"; then
-    echo "demo: env -u THOXDASH_AGENT_MASTER_KEY $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop --root $RUN/demo-root"
+    echo "demo: env -u THOXDASH_AGENT_MASTER_KEY THOXDASH_AGENT_KEY_FILE=$RUN/keys/demo-agx-orin $PY -m collectors replay collectors/demo/agx-orin-demo.jsonl --device demo-agx-orin --loop --root $RUN/demo-root"
   fi
 } > "$RUN/Procfile"
 echo "ThoxDash: http://127.0.0.1:$THOXDASH_PORT/  (user: admin; Redis: $(printf %s "$REDIS_URL" | sed -E 's#(://[^:/@]*:)[^@]*@#\1***@#'); this machine: $DEVICE)"
