@@ -11,7 +11,11 @@ RUN="${THOXDASH_RUN_DIR:-.run}"
 export THOXDASH_RUN_DIR="$RUN"
 REDIS_URL="$($PY scripts/ensure_redis.py)" || exit 1
 export REDIS_URL
+# Everything make run writes (run dir, SQLite database with sessions and webhook secrets, keys,
+# spill files) is readable by this user only.
+umask 077
 mkdir -p "$RUN" && chmod 0700 "$RUN"
+[ ! -f db.sqlite3 ] || chmod 0600 db.sqlite3
 export THOXDASH_AGENT_SPILL="${THOXDASH_AGENT_SPILL:-$RUN/agent-spill}"
 $PY manage.py migrate --noinput -v 0
 $PY manage.py ensure_admin
