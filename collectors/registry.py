@@ -139,22 +139,6 @@ def merge_reported(info: dict[str, Any], device: str, reported: Any) -> dict[str
     return info
 
 
-def valid_ids(names: list[Any]) -> list[str]:
-    """Sorted valid device ids out of HKEYS; invalid ones reported."""
-    good = sorted(n for n in names if isinstance(n, str) and DEVICE_ID.match(n))
-    if len(good) != len(names):
-        report([f"invalid device id {str(n)[:80]!r}" for n in names
-                 if not (isinstance(n, str) and DEVICE_ID.match(n))])
-    return good[:MAX_DEVICES]
-
-
-# What a device's Redis user may do (deploy/redis/thoxdash.acl.example and deploy/install.sh write
-# the same rule; tests/test_fleet_trust.py checks all three agree): only its own keys, only the
-# commands the agent and the proxy use. No access to the registry hash or another device's keys.
-DEVICE_COMMANDS = ("+@connection +ping +set +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack "
-                   "+xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys")
-
-
 def acl_rules(device: str, prefix: str = "thox:") -> str:
     if not DEVICE_ID.match(device or ""):
         raise ValueError(f"invalid device id {device!r}")

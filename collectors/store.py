@@ -222,8 +222,9 @@ class TelemetryStore:
         return out
 
     def device_ids(self) -> list[str]:
-        """The registered device ids, sorted (one HKEYS; what the Celery fan-outs need)."""
-        return registry.valid_ids(self.r.hkeys(self.global_keys.devices))
+        """The registered device ids, sorted (what the Celery fan-outs need): the valid entries only,
+        the same set devices() and fleet() list (an entry whose value is junk is not evaluated)."""
+        return sorted(self.registry().devices)
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:

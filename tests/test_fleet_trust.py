@@ -135,7 +135,7 @@ def test_registry_junk_is_skipped_and_reported(store, caplog):
     assert len(reg.problems) == len(JUNK) - 1
     assert sorted(store.devices()) == ["board-junk", "good-1"]
     assert sorted(store.fleet()) == ["board-junk", "good-1"]
-    assert store.device_ids() == ["bad-json", "board-junk", "good-1", "huge", "list", "num", "x"]
+    assert store.device_ids() == ["board-junk", "good-1"]
     assert sorted(store.latest_all()) == store.device_ids()
     assert "device registry: skipped" in caplog.text
 
