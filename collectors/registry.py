@@ -139,6 +139,13 @@ def merge_reported(info: dict[str, Any], device: str, reported: Any) -> dict[str
     return info
 
 
+# What a device's Redis user may do (deploy/redis/thoxdash.acl.example and deploy/install.sh write
+# the same rule; tests/test_fleet_trust.py checks all three agree): only its own keys, only the
+# commands the agent and the proxy use. No access to the registry hash or another device's keys.
+DEVICE_COMMANDS = ("+@connection +ping +set +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack "
+                   "+xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys")
+
+
 def acl_rules(device: str, prefix: str = "thox:") -> str:
     if not DEVICE_ID.match(device or ""):
         raise ValueError(f"invalid device id {device!r}")
