@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from advisors.telemetry import store
 from collectors import registry
 from collectors.actions.signing import derive_key
+from collectors.keys import DEVICE_ID
 
 
 @login_required
@@ -26,7 +27,7 @@ def devices_edit(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("staff only")
     device = request.POST.get("device", "").strip()
     op = request.POST.get("op", "")
-    if not registry.DEVICE_ID.match(device):
+    if not DEVICE_ID.match(device):
         messages.error(request, "A device id is 1-64 letters, digits, '.', '_' or '-'.")
         return redirect(reverse("settings") + "#enrolled")
     s = store()

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from advisors.telemetry import store
 from collectors import registry
 from collectors.actions.signing import derive_key
+from collectors.keys import DEVICE_ID
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -41,7 +42,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         device = opts["device"]
-        if not registry.DEVICE_ID.match(device):
+        if not DEVICE_ID.match(device):
             raise CommandError(f"invalid device id {device!r}: use 1-64 letters, digits, '.', '_' or '-'")
         s = store()
         if opts["remove"]:
