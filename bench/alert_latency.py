@@ -9,7 +9,11 @@ Each trial writes a runtime memory sample over its ceiling for one device straig
 (as the agent does) and measures the time until the signed Alertmanager webhook for that breach
 arrives; then it writes a normal sample and waits for the resolution.
 
-    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10]
+With --alertmanager, a real Alertmanager (Debian's prometheus-alertmanager) also gets the alerts
+through an `alertmanager-api` webhook, and each trial also measures the time until the alert is
+listed by its GET /api/v2/alerts (polled every 50 ms), and until it is gone from it on resolve.
+
+    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10] [--alertmanager]
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from bench.stack import start  # noqa: E402
 from collectors.store import TelemetryStore, connect  # noqa: E402
 from tests.receiver import Receiver  # noqa: E402
 
+ALERT = "runtime_memory_over_ceiling"
+
 KEY = 'runtime_memory_bytes{runtime="ollama"}'
 
 
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--devices", type=int, default=10, help="background fleet size")
+    ap.add_argument("--alertmanager", action="store_true", help="also push to a real Alertmanager and time it")
     args = ap.parse_args(argv)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"thoxbench:{uuid.uuid4().hex[:8]}:"
@@ -61,7 +68,26 @@ def main(argv: list[str] | None = None) -> int:
 
     latencies: list[float] = []
     resolve: list[float] = []
+    am_fire: list[float] = []
+    am_resolve: list[float] = []
+    am = None
     try:
+        if args.alertmanager:
+            import tempfile
+
+            from tests.alertmanager import Alertmanager
+
+            am = Alertmanager(Path(tempfile.mkdtemp(prefix="thoxdash-bench-am-"))).__enter__()
+            stack.manage("webhook", "add", am.url, "--format", "alertmanager-api")
+
+        def am_wait(present: bool, since: float) -> float:
+            assert am is not None
+            while time.time() - since < 30:
+                if bool(am.alerts(alertname=ALERT, device="lat-probe")) == present:
+                    return time.time() - since
+                time.sleep(0.05)
+            raise TimeoutError(f"alertmanager: alert {'never listed' if present else 'still listed'}")
+
         with Receiver(secret="bench-secret") as rx:
             stack.manage("webhook", "add", rx.url, "--format", "alertmanager", "--secret", "bench-secret")
             threading.Thread(target=background, daemon=True).start()
@@ -77,14 +103,20 @@ def main(argv: list[str] | None = None) -> int:
                 got = rx.wait_for(seen + 1, timeout_s=30)[seen]
                 assert got.signature_ok and got.json["status"] == "firing", got.json
                 latencies.append(got.at - t0)
+                if am is not None:
+                    am_fire.append(am_wait(True, t0))
                 t1 = time.time()
                 store.publish(device, [{"ts": t1, "source": "bench", "values": {KEY: 3.0e9}}])
                 got = rx.wait_for(seen + 2, timeout_s=30)[seen + 1]
                 assert got.json["status"] == "resolved", [(r.at, r.json["status"], [
                     (a["labels"]["alertname"], a["status"]) for a in r.json["alerts"]]) for r in rx.received[-4:]]
                 resolve.append(got.at - t1)
+                if am is not None:
+                    am_resolve.append(am_wait(False, t1))
     finally:
         stop.set()
+        if am is not None:
+            am.__exit__()
         stack.stop()
         store.delete_prefix()
     ms = [x * 1000 for x in latencies]
@@ -94,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  fire:    p50 {statistics.median(ms):.0f} ms  p99 {pct(ms, 0.99):.0f} ms  max {max(ms):.0f} ms")
     print(f"  resolve: p50 {statistics.median(rs):.0f} ms  p99 {pct(rs, 0.99):.0f} ms  max {max(rs):.0f} ms")
     print(f"  within 2 s: {sum(1 for x in ms if x <= 2000)}/{len(ms)}")
+    if am_fire:
+        af, ar = [x * 1000 for x in am_fire], [x * 1000 for x in am_resolve]
+        print("breach -> listed by a real Alertmanager's GET /api/v2/alerts (alertmanager-api), same trials:")
+        print(f"  fire:    p50 {statistics.median(af):.0f} ms  p99 {pct(af, 0.99):.0f} ms  max {max(af):.0f} ms")
+        print(f"  resolve: p50 {statistics.median(ar):.0f} ms  p99 {pct(ar, 0.99):.0f} ms  max {max(ar):.0f} ms")
     return 0
 
 

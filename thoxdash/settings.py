@@ -226,6 +226,8 @@ AGENT_KEY = env_secret("THOXDASH_AGENT_MASTER_KEY") or env_secret("THOXDASH_AGEN
 METRICS_TOKEN = env_secret("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
 LIVE_MAX_UPDATES_PER_S = env_float("THOXDASH_LIVE_MAX_UPDATES_PER_S", 2.0, minimum=0.1)
+# series per websocket message: a larger snapshot goes in parts (the websocket frame limit is 1 MiB)
+LIVE_PART_BYTES = env_int("THOXDASH_LIVE_PART_BYTES", 256 * 1024, minimum=1024)
 LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)
 # Bounds on what one user may ask of the server: the raw series API reads at most this far back and
 # this many records; each user holds at most this many live websockets per web process.

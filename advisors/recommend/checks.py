@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from collectors.text import cpus_in, is_uint
+from advisors.recommend.words import cpu_list, parse_cpus
+from collectors.text import is_uint
 
 CHECK_IDS = ("preempt_rt", "cpu_governor", "clocks_locked", "nvpmodel", "isolcpus", "irq_affinity", "thp",
              "swap", "desktop", "rt_sched", "mlock", "gpu_runtime_pm")
@@ -35,11 +36,6 @@ WHERE = {
 SCHED_RT = ("SCHED_FIFO", "SCHED_RR", "fifo", "rr")
 
 
-def parse_cpus(text: Any) -> set[int]:
-    """A cpulist as CPU numbers, bounded (below 4096; see collectors.text.cpus_in)."""
-    return cpus_in(text) if isinstance(text, str) else set()
-
-
 def _result(check: str, status: str, value: Any, recommended: Any, note: str = "") -> dict[str, Any]:
     evidence = WHERE[check] + (f" -- {note}" if note else "")
     return {"check": check, "status": status, "value": value, "recommended": recommended, "evidence": evidence}
@@ -56,8 +52,6 @@ def inference_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
 
 
 def _cpu_ranges(cpus: Any) -> str:
-    from advisors.recommend.words import cpu_list
-
     return cpu_list(cpus)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from collectors.text import is_uint
+from collectors.text import cpus_in, is_uint
 
 CHECK_TITLES = {
     "preempt_rt": "Real-time kernel (PREEMPT_RT)",
@@ -43,6 +43,12 @@ def size(num: Any) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.1f} {unit}"
     return f"{value:.0f} B"
+
+
+def parse_cpus(text: Any) -> set[int]:
+    """The CPUs a list like "0-2,5" names: {0, 1, 2, 5}; parts that do not parse, and CPUs at or
+    above 4096, are left out (bounded: collectors.text.cpus_in, a device reports these lists)."""
+    return cpus_in(text) if isinstance(text, str) else set()
 
 
 def cpu_list(cpus: Any) -> str:
@@ -185,8 +191,6 @@ def change(action: dict[str, Any], state: dict[str, Any]) -> dict[str, str]:
     old, new, target = "—", plain(params) if params else "done", describe_action(action)
     if name == "set_governor":
         govs = state.get("cpu_governor") or {}
-        from advisors.recommend.checks import parse_cpus
-
         chosen = {str(c) for c in parse_cpus(params.get("cpus"))}
         picked = {c: g for c, g in govs.items() if c in chosen}
         old = governors(picked) if picked else "not known"

@@ -67,7 +67,8 @@ def thermal_throttling(window: Window, config: dict[str, Any], active: set[str])
         clocks = ""
         if fall:
             kind, now_hz, peak_hz = fall
-            clocks = f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} from {peak_hz / 1e6:.0f} MHz"
+            clocks = (f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} "
+                      f"from {peak_hz / 1e6:.0f} MHz")
         where = (f"at or above its {limit:.0f} °C throttle point" if temp >= limit
                  else f"{limit - temp:.1f} °C below its {limit:.0f} °C throttle point")
         out.append(Finding("thermal_throttling", "critical" if temp >= limit else "warning", lab,
