@@ -225,3 +225,16 @@ def test_runtime_base_urls_for_server_side_checks(url, hosts, ok):
     if not ok:  # refused before any connection, recorded as a failed check
         records = speed_check(url, "ollama", "m", allowed_hosts=hosts, timeout_s=1)
         assert records[0]["request"]["error"].startswith("runtime URL refused")
+
+
+def test_registry_junk_is_reported_on_the_settings_page(people, settings, store):
+    settings.REDIS_PREFIX = store.prefix
+    web_store.cache_clear()
+    try:
+        store.register_device("fine-1")
+        store.r.hset(f"{store.prefix}devices", mapping={"a b": "{}", "x": "[]"})
+        page = _client(people[2]).get("/settings/").content.decode()
+        assert "Skipped registry entries" in page and "invalid device id" in page and "x: entry is list" in page
+        assert "fine-1" in page
+    finally:
+        web_store.cache_clear()

@@ -176,7 +176,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
         "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
-        "enrolled": sorted(store().devices()),
+        "enrolled": sorted(store().devices()), "registry_problems": store().registry().problems[:20],
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
 
