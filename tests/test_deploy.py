@@ -269,6 +269,24 @@ def test_install_script_parses_and_refuses_bad_input():
     assert out.returncode == 0 and "--agent-only" in out.stdout
     out = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
+    # secrets are never taken on the command line (ps shows it to every user): refused while parsing
+    for flag in ("--agent-key", "--redis-url"):
+        out = subprocess.run(["bash", str(script), "--agent-only", flag, "s3cret"], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 2 and "--credentials" in out.stderr and "s3cret" not in out.stderr
+    # no password handed to redis-cli on its command line either
+    assert "--pass " not in script.read_text() and "REDISCLI_AUTH=" in script.read_text()
+
+
+def test_units_are_hardened_and_keep_secrets_off_the_command_line():
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        text = unit.read_text()
+        for directive in ("SystemCallFilter=@system-service", "RestrictNamespaces=yes", "ProtectClock=yes",
+                          "RestrictSUIDSGID=yes", "NoNewPrivileges=yes", "UMask=0077"):
+            assert directive in text, f"{unit.name}: {directive}"
+        if unit.name != "thoxdash-agent.service":  # the agent needs /dev/nvidia* (NVML, nvpmodel)
+            assert "PrivateDevices=yes" in text, unit.name
+        assert "${REDIS_URL}" not in text and "--redis" not in text, unit.name
 
 
 def test_stack_runs_as_the_acl_server_user(tmp_path):
