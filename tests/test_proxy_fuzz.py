@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -402,3 +403,16 @@ def test_settings_from_the_environment(monkeypatch):
     assert got.max_per_client == default.max_per_client
     assert got.idle_timeout_s == default.idle_timeout_s
     assert got.client_priorities == frozenset({"high", "low"})
+
+
+def test_a_refused_connection_is_drained_not_reset(proxy):
+    """Refusals close lingering, as nginx does: the answer, then a FIN, then what the client still
+    sends is read and dropped for a while, so the client is not reset (a reset can destroy the
+    answer before the client reads it)."""
+    with proxy.connect() as sock:
+        sock.sendall(build([], framing=[b"Content-Length: %d" % (4 << 20)], body=b""))
+        assert read_response(sock)[0] == 413
+        assert sock.recv(100) == b""  # the proxy's FIN: it sends nothing more
+        for _ in range(8):  # a client still sending its body is drained, not reset
+            sock.sendall(b"x" * 65536)
+            time.sleep(0.02)
