@@ -64,17 +64,8 @@ def _stop_event() -> threading.Event:
 def _store(url: str) -> TelemetryStore:
     store = TelemetryStore(connect(url))
     ping(store.r)
-    redis_version.check(store.r, url_for_humans(url))
+    redis_version.check(store.r, redact_url(url))
     return store
-
-
-def url_for_humans(url: str) -> str:
-    """The Redis URL without its password (for messages)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path or "?"
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path if parts.hostname else ''}"
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -98,7 +89,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         agent.close()
         return 0
     store = TelemetryStore(connect(args.redis))
-    redis_version.check_at_start(store.r, url_for_humans(args.redis))  # down: buffer; too old: exit
+    redis_version.check_at_start(store.r, redact_url(args.redis))  # down: buffer; too old: exit
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
     try:
@@ -206,7 +197,7 @@ def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Pat
 def cmd_proxy(args: argparse.Namespace) -> int:
     from collectors.proxy.server import main as proxy_main
 
-    redis_version.check_at_start(connect(args.redis), url_for_humans(args.redis))
+    redis_version.check_at_start(connect(args.redis), redact_url(args.redis))
     return proxy_main(args)
 
 

@@ -97,7 +97,7 @@ def main() -> int:
         return 1
     print(f"agent suite on {python} (venv {VENV.relative_to(ROOT)}, `pip install .`)", file=sys.stderr)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+    return subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "-W", "ignore::pytest.PytestConfigWarning",
                            *sys.argv[1:], *AGENT_TESTS], cwd=ROOT, env=env).returncode
 

@@ -112,7 +112,7 @@ def test_agent_refuses_old_server_with_one_line(tmp_path):
         old.close()
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: Redis 6.0.16 at redis://127.0.0.1:{old.port}/0 is too old: ThoxDash needs "
+    assert errors == [f"error: Redis 6.0.16 at redis://:***@127.0.0.1:{old.port}/0 is too old: ThoxDash needs "
                       "Redis >= 7.0.0 (stream IDs <ms>-*, XAUTOCLAIM and XTRIM MINID)"]
     assert "hunter2" not in result.stderr
 
