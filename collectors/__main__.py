@@ -165,7 +165,9 @@ def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Pat
     from collectors.sources.tuning import TuningSource
 
     runtimes = recording.config.get("runtimes")
-    build(root, runtimes)
+    first = next((r["values"] for r in recording.records if "swap_total_bytes" in (r.get("values") or {})), {})
+    build(root, runtimes, swap_total_bytes=first.get("swap_total_bytes") or 32_706_361_344,
+          swap_used_bytes=first.get("swap_used_bytes") or 0.0)
     write_allow_list(root, runtimes, {"ollama": ollama.url})
     recording.records = [r for r in recording.records if r.get("source") != "tuning"]
     executor = Executor(store, device, root, config=load_config(root, str(root / "etc/thoxdash/agent.json")))

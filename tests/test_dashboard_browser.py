@@ -295,6 +295,7 @@ def test_apply_recommended_tuning_then_undo_all(browser, live):
     page = login(browser, live, 1440, 900)
     page.goto(live.url + f"/advisor/?device={DEMO}")
     page.click("#apply-safe a.confirm-link")
+    page.locator("#confirm-dialog #confirm-steps").wait_for()
     ticked = page.eval_on_selector_all("#confirm-dialog input[name=rec]:checked", "els => els.map(e => e.value)")
     assert "cpu_governor" in ticked and "swap" not in ticked
     page.locator("#confirm-dialog #confirm-apply").click()

@@ -113,8 +113,10 @@ def is_built(root: Path) -> bool:
     return (root / "etc/thoxdash/demo-tree").is_file()
 
 
-def build(root: Path, runtimes: list[dict[str, Any]] | None = None) -> Path:
-    """Write the demo tree under `root` (an existing demo tree is left as it is); return root."""
+def build(root: Path, runtimes: list[dict[str, Any]] | None = None, swap_total_bytes: float = 32_706_361_344,
+          swap_used_bytes: float = 0.0) -> Path:
+    """Write the demo tree under `root` (an existing demo tree is left as it is); return root.
+    The swap sizes come from the recording, so the checklist agrees with the recorded swap use."""
     root = Path(root)
     if is_built(root):
         return root
@@ -136,7 +138,8 @@ def build(root: Path, runtimes: list[dict[str, Any]] | None = None) -> Path:
     _write(root, f"{EMC}/max_rate", "3199000000\n")
     _write(root, "sys/kernel/mm/transparent_hugepage/enabled", "[always] madvise never\n")
     _write(root, "dev/zram0", "")
-    _write(root, "proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n/dev/zram0\tpartition\t31938556\t0\t5\n")
+    _write(root, "proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n"
+           f"/dev/zram0\tpartition\t{int(swap_total_bytes // 1024)}\t{int(swap_used_bytes // 1024)}\t5\n")
     _write(root, "var/lib/nvpmodel/status", "pmode:0000 fmode:quiet\n")
     _write(root, "etc/nvpmodel.conf", "".join(f"< POWER_MODEL ID={i} NAME={n} >\n" for i, n in MODES))
     _write(root, "run/demo-units/gdm3.service", "inactive\n")

@@ -37,7 +37,7 @@
   var LABELS = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
   function cell(tr, text, cls) {
     var td = document.createElement("td");
-    td.textContent = text;
+    td.textContent = text === "" ? "—" : text;
     td.dataset.label = LABELS[tr.cells.length] || "";
     if (cls) td.className = cls;
     tr.appendChild(td);
@@ -61,9 +61,9 @@
       var first = document.createElement("td"), a = document.createElement("a");
       a.href = "/devices/" + encodeURIComponent(d.id) + "/";
       a.textContent = d.id;
-      first.appendChild(a); tr.appendChild(first);
+      first.dataset.label = LABELS[0]; first.appendChild(a); tr.appendChild(first);
       var st = cell(tr, ""), badge = document.createElement("span");
-      badge.className = "status status-" + d.status; badge.textContent = d.status; st.appendChild(badge);
+      badge.className = "status status-" + d.status; badge.textContent = d.status; st.replaceChildren(badge);
       cell(tr, d.board || "?");
       cell(tr, [d.jetpack ? "JetPack " + d.jetpack : "", d.l4t ? "L4T " + d.l4t : ""].filter(Boolean).join(" · "));
       cell(tr, pct(d.gpu_load), "num");
@@ -78,7 +78,7 @@
         link.href = "/alerts/?device=" + encodeURIComponent(d.id);
         link.textContent = String(d.alerts);
         link.title = "The firing alerts of " + d.id;
-        al.appendChild(link);
+        al.replaceChildren(link);
       }
       cell(tr, ago(d.last_seen), "ts");
       frag.appendChild(tr);
