@@ -8,6 +8,7 @@ device may land on any process); an entry is rebuilt from scratch when it is old
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from advisors.rules import Window
 from collectors.store import TelemetryStore, decode_entry, decode_state
 
+log = logging.getLogger(__name__)
 STREAMS = ("telemetry", "requests", "events")
 
 
@@ -58,26 +60,46 @@ class LiveWindows:
                 last = entry.last_ids.get(stream)
                 pipe.xrange(keys.stream(stream), f"({last}" if last else str(int((now - window_s) * 1000)), "+")
             pipe.hgetall(keys.state)
-            *results, state_raw = pipe.execute()
+            pipe.hget(keys.latest, "__ts")
+            *results, state_raw, latest_ts = pipe.execute()
             fresh = []
             for stream, entries in zip(STREAMS, results, strict=True):
                 # everything read is kept, even a record stamped a moment after `now` (written while
                 # this cycle started) or ahead of it (a device clock running fast): skipping it would
                 # lose it for good, since the next read starts after it
                 for entry_id, fields in entries:
-                    fresh.append(decode_entry(fields))
                     entry.last_ids[stream] = entry_id
-            fresh.sort(key=lambda r: r["ts"])
+                    try:
+                        record = decode_entry(fields)
+                        float(record["ts"])
+                    except Exception:  # one malformed entry is skipped, never the device's rules
+                        log.warning("%s %s entry %s: not a record, skipped", device, stream, entry_id)
+                        continue
+                    fresh.append(record)
+            fresh.sort(key=lambda r: float(r["ts"]))
             for record in fresh:
-                window.add(record)
+                try:
+                    window.add(record)
+                except (TypeError, ValueError, AttributeError):
+                    log.warning("%s: record at %s has a malformed body, skipped", device, record.get("ts"))
             window.now = now
             window.trim(now - window_s)
             window.state = {**decode_state(state_raw), **window.state}
+            seen = _float(latest_ts)
+            if seen is not None and (window.last_seen is None or seen > window.last_seen):
+                window.last_seen = seen
             yield window
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def _float(raw: object) -> float | None:
+    try:
+        return float(raw) if raw is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 WINDOWS = LiveWindows()

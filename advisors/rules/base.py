@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITIES = ("info", "warning", "critical")
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,23 @@ class Finding:
 def fingerprint(rule: str, labels: dict[str, Any], device: str = "") -> str:
     body = json.dumps([device, rule, sorted((str(k), str(v)) for k, v in labels.items())], separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def fmt_bytes(value: float) -> str:
+    """The one unit convention of alert texts: binary units, GiB from 1 GiB up, else MiB."""
+    if abs(value) >= GIB:
+        return f"{value / GIB:.2f} GiB"
+    return f"{value / MIB:.0f} MiB"
+
+
+def emits(*names: str):  # noqa: ANN201  (decorator)
+    """Declare the alert names a rule function can return (RULE_NAMES is derived from these)."""
+
+    def mark(fn):  # noqa: ANN001, ANN202
+        fn.names = names
+        return fn
+
+    return mark

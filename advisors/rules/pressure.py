@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits, fmt_bytes
 from advisors.rules.window import Window
 
 MIB = 1024 * 1024
 
 
+@emits("memory_pressure_high")
 def memory_pressure_high(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """PSI avg10: `full` over its threshold is thrashing (critical), `some` is a warning.
 
@@ -37,6 +38,7 @@ def memory_pressure_high(window: Window, config: dict[str, Any], active: set[str
                     f"Memory pressure high: {what}; PSI avg10 {', '.join(parts)}", full if full_hit else some)]
 
 
+@emits("swap_in_use")
 def swap_in_use(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Swap holds more than `swap_in_use_bytes` (GPU-shared RAM on a Jetson must not page)."""
     t = config["thresholds"]
@@ -54,5 +56,5 @@ def swap_in_use(window: Window, config: dict[str, Any], active: set[str]) -> lis
     if len(points) >= 2 and points[-1][1] - points[0][1] > 16 * MIB:
         trend = f", growing {(points[-1][1] - points[0][1]) / MIB:.0f} MiB in the last minute"
     total = window.last("swap_total_bytes")
-    of = f" of {total / MIB:.0f} MiB" if total else ""
-    return [Finding("swap_in_use", "warning", {}, f"Swap in use: {used / MIB:.0f} MiB{of}{trend}", used)]
+    of = f" of {fmt_bytes(total)}" if total else ""
+    return [Finding("swap_in_use", "warning", {}, f"Swap in use: {fmt_bytes(used)}{of}{trend}", used)]

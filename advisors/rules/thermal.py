@@ -5,7 +5,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.window import Window
 
 
@@ -38,6 +38,7 @@ def _falling(window: Window, zone: str, since: float, drop: float, recent_s: flo
     return None
 
 
+@emits("thermal_throttling")
 def thermal_throttling(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Warning when a zone is within `thermal_margin_celsius` of its throttle point while clocks
     fall from their recent peak; critical at or above the point. Once firing it stays so until the
@@ -75,6 +76,7 @@ def thermal_throttling(window: Window, config: dict[str, Any], active: set[str])
     return out
 
 
+@emits("gpu_clock_not_locked")
 def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Where the device policy wants locked clocks (jetson_clocks): they are not."""
     if not config.get("want_locked_clocks"):
@@ -101,4 +103,4 @@ def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str
         return []
     return [Finding("gpu_clock_not_locked", "warning", {},
                     f"GPU clocks are not locked ({reason}); the device policy wants them locked "
-                    "for steady latency: run jetson_clocks")]
+                    "for steady latency")]
