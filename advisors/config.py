@@ -146,7 +146,8 @@ def merged(config: dict[str, Any] | None) -> dict[str, Any]:
             # per-zone SW throttling points: the recording/device config, else thresholds (DeviceSettings)
             "throttle_celsius": config.get("throttle_celsius") or thresholds.get("throttle_celsius") or {},
             "want_locked_clocks": bool(config.get("want_locked_clocks", False)),
-            "for_s": {**DEFAULT_FOR_S, **(config.get("for_s") or {})},
+            # `for_s` per rule: config, or thresholds["for_s"] (what the Settings page can hold)
+            "for_s": {**DEFAULT_FOR_S, **(thresholds.get("for_s") or {}), **(config.get("for_s") or {})},
             "board": config.get("board") if isinstance(config.get("board"), dict) else {},
             "isolated_cpus": config.get("isolated_cpus") or ""}
 

@@ -56,6 +56,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from collectors.agent import Agent, default_sources
     from collectors.board import describe
     from collectors.buffer import OutboxBuffer
+    from collectors.device_config import agent_state
 
     root = Path(args.root)
     sources = default_sources(root, args.interval)
@@ -75,6 +76,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     store = TelemetryStore(connect(args.redis))
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
+    agent.device_state = agent_state(root, sources, agent.board)
     try:
         from collectors.actions.executor import attach_executor
     except ImportError:

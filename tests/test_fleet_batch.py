@@ -99,6 +99,7 @@ def test_changed_summaries_are_written_for_the_whole_batch(store):
     now = 1_800_000_000.0
     devices = ["s-0", "s-1"]
     for device in devices:
+        DeviceSettings.objects.create(device=device, thresholds={"for_s": {"memory_pressure_high": 0}})
         store.publish(
             device, [{"ts": now, "source": "jtop", "values": {"memory_pressure_some_ratio": 0.5}}]
         )

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from advisors.alerting import evaluate_device
-from advisors.models import Alert, Delivery, Silence, Webhook
+from advisors.models import Alert, Delivery, DeviceSettings, Silence, Webhook
 from advisors.notify.dispatch import plan
 from advisors.notify.sender import attempt, backoff_s, send_test
 from tests.receiver import Answer, Receiver, dead_url
@@ -243,6 +243,7 @@ def test_escalation_to_critical_reaches_critical_only_receivers(store):
     now = 1_800_000_100.0
     with Receiver() as rx:
         Webhook.objects.create(url=rx.url, min_severity="critical")
+        DeviceSettings.objects.create(device="orin-2", thresholds={"for_s": {"memory_pressure_high": 0}})
         store.publish("orin-2", [{"ts": now, "source": "jtop", "values": {"memory_pressure_some_ratio": 0.5}}])
         first = evaluate_device(store, "orin-2", now)
         assert [a.severity for a in first["fired"]] == ["warning"] and plan(first["fired"]) == []
