@@ -143,3 +143,25 @@ def test_a_broken_rule_does_not_silence_the_others(monkeypatch):
 def test_fingerprint_is_stable_and_label_order_free():
     assert fingerprint("r", {"a": "1", "b": "2"}, "d") == fingerprint("r", {"b": "2", "a": "1"}, "d")
     assert fingerprint("r", {"a": "1"}, "d") != fingerprint("r", {"a": "1"}, "e")
+
+
+def test_swap_is_one_reading_for_the_alert_and_the_checklist():
+    """Issue 13's demo: the alert said 1937 MiB of 27396 MiB while the checklist said "enabled but
+    unused" from the state's bare `swap_enabled`. Both now read the same series."""
+    from advisors.recommend import recommend, run_checks
+    from advisors.rules.pressure import swap_in_use
+
+    mib = 1024 * 1024
+    values = {"swap_used_bytes": 1937.0 * mib, "swap_total_bytes": 27396.0 * mib, "ram_available_bytes": 1.0e9}
+    state = {"swap_enabled": True}
+    check = next(c for c in run_checks(state, {}, values) if c["check"] == "swap")
+    assert check["status"] == "fail" and check["value"] == {"total_bytes": 27396 * mib, "used_bytes": 1937 * mib}
+    w = Window(now=1, series={k: [(1, v)] for k, v in values.items()}, state=state)
+    finding = swap_in_use(w, cfg(), set())[0]
+    assert finding.value == check["value"]["used_bytes"]
+    assert "1.89 GiB of 26.75 GiB" in finding.summary
+    # the advisor sees the same reading: 1.9 GiB swapped with 1 GB available is not a safe swapoff
+    swap_rec = next(r for r in recommend(state, values, [], cfg()) if r["id"].endswith("swap"))
+    assert swap_rec["safe"] is False
+    # without the series, the state alone still answers
+    assert next(c for c in run_checks(state, {}) if c["check"] == "swap")["evidence"].endswith("enabled but unused")

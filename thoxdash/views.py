@@ -36,20 +36,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def checklist(state: dict[str, Any], config: dict[str, Any]) -> list[dict[str, str]]:
+def checklist(state: dict[str, Any], config: dict[str, Any],
+              values: dict[str, float] | None = None) -> list[dict[str, str]]:
     """The doctor's tuning checklist over the latest state hash, as text for the template."""
     from advisors.recommend import run_checks
 
     return [{"check": c["check"], "status": c["status"], "value": _shown(c.get("value")),
              "recommended": _shown(c.get("recommended")), "evidence": _shown(c.get("evidence"))}
-            for c in run_checks(state, config)]
+            for c in run_checks(state, config, values)]
 
 
 def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, str]]]:
     from advisors.alerting import device_config
 
     config = device_config(device_id)
-    state = store().latest(device_id)["state"]
+    latest = store().latest(device_id)
+    state = latest["state"]
     return {
         "device": device_id,
         "throttle_celsius": config.get("throttle_celsius") or {},
@@ -58,7 +60,7 @@ def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[d
         "stale_after_s": settings.STALE_AFTER_S,
         "live_window_s": settings.LIVE_WINDOW_S,
         "max_updates_per_s": settings.LIVE_MAX_UPDATES_PER_S,
-    }, state, checklist(state, config)
+    }, state, checklist(state, config, latest["values"])
 
 
 @login_required
