@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from advisors.alerting import stale_devices
 from advisors.models import Alert, Silence
 from advisors.silencing import acknowledge, expire, silence
 
@@ -24,8 +25,10 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         firing = [a for a in firing if a.device == device]
     if fingerprint:
         firing = [a for a in firing if a.fingerprint == fingerprint]
+    down = stale_devices()
     for alert in firing:
         alert.silence = alert.silenced_by(silences)
+        alert.stale = alert.device in down and alert.rule != "device_down"  # last known, not current
     history = Alert.objects.exclude(state=Alert.FIRING)
     if device:
         history = history.filter(device=device)
