@@ -1,4 +1,4 @@
-"""Breach-to-webhook latency with the full stack running.
+"""Breach-to-webhook and device-silent-to-webhook latency with the full stack running.
 
 Processes: Redis (already running), a prefork Celery worker, Celery beat (rules every
 RULES_INTERVAL_S, 1 s by default), daphne (started by the bench stack; not on the path), and a
@@ -9,7 +9,12 @@ Each trial writes a runtime memory sample over its ceiling for one device straig
 (as the agent does) and measures the time until the signed Alertmanager webhook for that breach
 arrives; then it writes a normal sample and waits for the resolution.
 
-    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10]
+Device-silent trials: `--silent` devices send 1 Hz agent status records and stop one after
+another (0.37 s apart, so they land at different phases of the beat second); each one's time from
+its last sample to its device_down webhook is measured. Its floor is THOXDASH_STALE_AFTER_S (the
+silence that defines "down"), printed beside it as the peer; what the pipeline adds is the rest.
+
+    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10] [--silent 20] [--stale-after 15]
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--devices", type=int, default=10, help="background fleet size")
+    ap.add_argument("--silent", type=int, default=20, help="device-silent trials (0: none)")
+    ap.add_argument("--stale-after", type=float, default=15.0, help="THOXDASH_STALE_AFTER_S of the stack")
     args = ap.parse_args(argv)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"thoxbench:{uuid.uuid4().hex[:8]}:"
     store = TelemetryStore(connect(redis_url), prefix=prefix)
-    stack = start(redis_url, prefix)
+    stack = start(redis_url, prefix, extra_env={"THOXDASH_STALE_AFTER_S": f"{args.stale_after:g}"})
     fleet = Fleet(store, args.devices, name="bg")
     stop = threading.Event()
 
@@ -83,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert got.json["status"] == "resolved", [(r.at, r.json["status"], [
                     (a["labels"]["alertname"], a["status"]) for a in r.json["alerts"]]) for r in rx.received[-4:]]
                 resolve.append(got.at - t1)
+            silent = silent_trials(store, rx, args.silent, args.stale_after) if args.silent else []
     finally:
         stop.set()
         stack.stop()
@@ -94,7 +102,52 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  fire:    p50 {statistics.median(ms):.0f} ms  p99 {pct(ms, 0.99):.0f} ms  max {max(ms):.0f} ms")
     print(f"  resolve: p50 {statistics.median(rs):.0f} ms  p99 {pct(rs, 0.99):.0f} ms  max {max(rs):.0f} ms")
     print(f"  within 2 s: {sum(1 for x in ms if x <= 2000)}/{len(ms)}")
+    if silent:
+        over = [x - args.stale_after for x in silent]
+        print(f"device silent -> device_down webhook, {len(silent)} devices stopping 0.37 s apart "
+              f"(THOXDASH_STALE_AFTER_S {args.stale_after:g} s: the floor):")
+        print(f"  last sample -> webhook: p50 {statistics.median(silent):.2f} s  p99 {pct(silent, 0.99):.2f} s  "
+              f"max {max(silent):.2f} s")
+        print(f"  beyond the stale limit: p50 {statistics.median(over) * 1000:.0f} ms  "
+              f"p99 {pct(over, 0.99) * 1000:.0f} ms")
     return 0
+
+
+def silent_trials(store: TelemetryStore, rx: Receiver, count: int, stale_after: float) -> list[float]:
+    """`count` devices report at 1 Hz, then fall silent one by one; last sample -> webhook (s)."""
+    devices = [f"silent-{i}" for i in range(count)]
+    for device in devices:
+        store.register_device(device, board="bench")
+    key = 'agent_source_up{source="host"}'
+    last: dict[str, float] = {}
+    prev: dict[str, float] = {}
+    stop_at = {d: time.time() + 5 + 0.37 * i for i, d in enumerate(devices)}
+    while len(last) < count:
+        now = time.time()
+        for device in devices:
+            if device in last:
+                continue
+            if now >= stop_at[device]:
+                last[device] = prev.get(device, now)
+            elif now - prev.get(device, 0.0) >= 1.0:
+                store.publish(device, [{"ts": now, "source": "agent", "values": {key: 1.0}}])
+                prev[device] = now
+        time.sleep(0.05)
+    arrived: dict[str, float] = {}
+    deadline = time.time() + stale_after + 60
+    seen = 0
+    while len(arrived) < count and time.time() < deadline:
+        with rx.arrived:
+            rx.arrived.wait(0.5)
+            fresh = rx.received[seen:]
+            seen = len(rx.received)
+        for got in fresh:
+            for alert in got.json.get("alerts", []):
+                device = alert["labels"].get("device")
+                if (alert["labels"].get("alertname") == "device_down" and alert["status"] == "firing"
+                        and device in last and device not in arrived):
+                    arrived[device] = got.at
+    return [arrived[d] - last[d] for d in devices if d in arrived]
 
 
 if __name__ == "__main__":

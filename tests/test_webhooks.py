@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -187,21 +189,31 @@ def test_backoff_is_capped_exponential_with_jitter():
     assert len({round(d, 6) for d in delays}) == len(delays)
 
 
-def test_live_cycle_fires_then_resolves_and_both_reach_the_receiver(store):
-    now = 1_800_000_000.0
+def test_live_cycle_fires_then_resolves_and_both_reach_the_receiver(django_capture_on_commit_callbacks):
+    """The production path: the beat's evaluate_batch task evaluates, plans the deliveries in the
+    alert's transaction and starts them on commit (captured here, then attempted)."""
+    from advisors import tasks
+    from advisors.telemetry import store as web_store
+
+    store = web_store()
+    now = time.time()
+    device = f"wh-{uuid.uuid4().hex[:6]}"
     key = 'runtime_memory_bytes{runtime="ollama"}'
-    store.publish("orin-1", [{"ts": now - 2 + i, "source": "jtop", "values": {key: 5.7e9}} for i in range(3)])
+    store.register_device(device)
+    store.publish(device, [{"ts": now - 2 + i, "source": "jtop", "values": {key: 5.7e9}} for i in range(3)])
     with Receiver(secret="k") as rx:
         Webhook.objects.create(url=rx.url, format="alertmanager", secret="k")
-        fired = evaluate_device(store, "orin-1", now)
-        assert [a.rule for a in fired["fired"]] == ["runtime_memory_over_ceiling"]
-        assert evaluate_device(store, "orin-1", now)["fired"] == []  # the same cycle again: nothing new
-        for d in plan(fired["fired"]):
+        with django_capture_on_commit_callbacks() as started:
+            assert tasks.evaluate_batch([device], now)["fired"] == 1
+        assert tasks.evaluate_batch([device], now)["fired"] == 0  # the same cycle again: nothing new
+        assert len(started) == 1
+        for d in Delivery.objects.filter(status=Delivery.PENDING):
             attempt(d.pk)
-        store.publish("orin-1", [{"ts": now + 1, "source": "jtop", "values": {key: 2.0e9}}])
-        resolved = evaluate_device(store, "orin-1", now + 1)
-        assert [a.rule for a in resolved["resolved"]] == ["runtime_memory_over_ceiling"]
-        for d in plan(resolved["resolved"]):
+        store.publish(device, [{"ts": now + 1, "source": "jtop", "values": {key: 2.0e9}}])
+        with django_capture_on_commit_callbacks() as started:
+            assert tasks.evaluate_batch([device], now + 1)["resolved"] == 1
+        assert len(started) == 1
+        for d in Delivery.objects.filter(status=Delivery.PENDING):
             attempt(d.pk)
         got = rx.wait_for(2)
     assert [r.json["status"] for r in got] == ["firing", "resolved"]
