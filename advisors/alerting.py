@@ -30,7 +30,8 @@ from collectors.store import TelemetryStore
 
 log = logging.getLogger(__name__)
 
-PENDING = "_pending"  # memo key of the lifecycle's `for` bookkeeping
+PENDING = "_pending"  # memo keys of this module (rules own the others): the lifecycle's `for` ...
+WINDOW = "_window_s"  # ... and the window length the device's config asks for
 
 
 def live_thresholds() -> dict[str, Any]:
@@ -120,16 +121,21 @@ def run_device(store: TelemetryStore, device: str, now: float, override: dict[st
     Returns the findings and the config they were made with (resolved from the device's own
     config, read with the window, and `override`, the Settings row)."""
     active_rule_fps = {fingerprint(a.rule, a.labels) for a in firing.values()}
-    window_s = float(resolve(None, override)["thresholds"]["window_s"])
+    # the window length the device's resolved config asked for last cycle (its own config is read
+    # with the window), else what Settings and the defaults say
+    window_s = float(memo.get(WINDOW) or resolve(None, override)["thresholds"]["window_s"])
     with WINDOWS.lease(store, device, now, window_s) as window:
         config = resolve(window.state.get("config"), override, thresholds=live_thresholds())
-        window.memo = {k: v for k, v in memo.items() if k != PENDING}
+        wanted = float(config["thresholds"]["window_s"])
+        if wanted < window_s:
+            window.trim(now - wanted)
+        window.memo = {k: v for k, v in memo.items() if not k.startswith("_")}
         findings = run_rules(window, config, active_rule_fps)
-        pending = memo.get(PENDING)
+        own = {k: v for k, v in memo.items() if k.startswith("_")}
         memo.clear()
         memo.update(window.memo)
-        if pending:
-            memo[PENDING] = pending
+        memo.update(own)
+        memo[WINDOW] = wanted
     return findings, config
 
 
