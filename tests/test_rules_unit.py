@@ -165,3 +165,15 @@ def test_swap_is_one_reading_for_the_alert_and_the_checklist():
     assert swap_rec["safe"] is False
     # without the series, the state alone still answers
     assert next(c for c in run_checks(state, {}) if c["check"] == "swap")["evidence"].endswith("enabled but unused")
+
+
+def test_a_discrete_gpu_throttling_for_heat_says_so_through_nvml():
+    from advisors.rules.thermal import thermal_throttling
+
+    w = Window(now=10, series={"gpu_throttle_active": [(10, 1.0)], 'temperature_celsius{zone="gpu"}': [(10, 83.0)]},
+               state={"throttle_reasons": ["sw_thermal_slowdown", "sw_power_cap"]})
+    found = thermal_throttling(w, cfg(), set())
+    assert [(f.rule, f.labels) for f in found] == [("thermal_throttling", {"zone": "gpu"})]
+    assert "sw_thermal_slowdown" in found[0].summary and "sw_power_cap" not in found[0].summary
+    w.state["throttle_reasons"] = ["sw_power_cap"]  # a power cap is not heat
+    assert thermal_throttling(w, cfg(), set()) == []
