@@ -4,17 +4,26 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Hashed, universal (Python 3.10 and up) lock of `.[server,dev,postgres]` from PyPI: `make lock` refreshes it.
+LOCK := requirements.lock
 
-.PHONY: setup run test lint demo browser tools clean
+.PHONY: setup run test test-py310 lint lock demo browser tools llama-server clean
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_plotly.py
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e '.[server,dev]'
 	@touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml (newest releases within its ranges), with hashes.
+lock: setup
+	$(VENV)/bin/uv pip compile pyproject.toml --extra server --extra dev --extra postgres --universal \
+	  --python-version 3.10 --generate-hashes --index-url https://pypi.org/simple -q -o $(LOCK)
+	@echo "$(LOCK) refreshed: review the diff, then make setup"
 
 browser:
 	@$(PY) scripts/ensure_browser.py
@@ -22,16 +31,27 @@ browser:
 tools:
 	@$(PY) scripts/ensure_tools.py
 
+# a real llama.cpp llama-server for tests/test_real_llamacpp*.py, built once per pin into .run/
+llama-server:
+	@$(PY) scripts/ensure_llama_server.py >/dev/null
+
 run: setup
 	@./scripts/run.sh
 
-test: setup browser tools
+test: setup browser tools llama-server
 	@REDIS_URL="$$($(PY) scripts/ensure_redis.py)" && export REDIS_URL && \
 	  $(PY) -m ruff check . && \
-	  $(PY) -m pytest -q
+	  $(PY) -m mypy && \
+	  $(PY) -m pytest -q && \
+	  $(PY) scripts/test_py310.py
+
+# The agent's suite on Python 3.10 (JetPack 6) from a plain `pip install .` in .run/py310.
+test-py310: setup
+	@REDIS_URL="$$($(PY) scripts/ensure_redis.py)" && export REDIS_URL && $(PY) scripts/test_py310.py
 
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) scripts/build_demo.py

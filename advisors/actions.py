@@ -8,7 +8,6 @@ ones, so a bad request fails fast with a clear message instead of waiting for th
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -18,9 +17,8 @@ from django.conf import settings
 
 from advisors.models import ActionRequest, Alert, DeviceSettings
 from collectors.actions import registry, signing
-from collectors.actions.executor import log_key
 from collectors.actions.params import ParamError
-from collectors.store import MAXLEN, TelemetryStore, check_device_id
+from collectors.store import TelemetryStore, check_device_id
 
 log = logging.getLogger(__name__)
 TTL_S = 300.0
@@ -93,8 +91,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         device=device, action=action, params=clean, request_id=message["id"], origin=origin,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
-    store.r.xadd(store.keys(device).actions, signing.sign(message, settings.AGENT_KEY),
-                 maxlen=MAXLEN["actions"], approximate=True)
+    store.action_queue(device).submit(signing.sign(message, settings.AGENT_KEY))
     return row
 
 
@@ -106,19 +103,53 @@ def request_undo(store: TelemetryStore, row: ActionRequest, user=None) -> Action
     return request_action(store, row.device, "undo", {"request_id": row.request_id}, user, undo_of=row)
 
 
+# -- is anyone executing? ------------------------------------------------------------------------
+EXECUTOR_IDLE_S = 30.0  # an agent's executor reads its action stream every tick; longer idle = gone
+
+
+def executor_status(store: TelemetryStore, device: str, now: float | None = None) -> dict[str, Any]:
+    """Whether an agent-side executor reads this device's action stream, and why not in words:
+    {"ok": bool, "reason": str}. Read from the stream's consumer group (the executor's own reads)."""
+    from collectors.actions.executor import GROUP
+
+    try:
+        info = store.r.xinfo_consumers(store.keys(device).actions, GROUP)
+    except Exception:  # no stream or no group: nothing has ever read actions for this device
+        info = None
+    replayed = bool((store.devices().get(device) or {}).get("replay"))
+    if not info:
+        why = ("this device is replayed from a recording with no action executor, so nothing can apply "
+               "actions to it" if replayed else
+               "no agent has ever read this device's actions: start `python -m collectors agent` on it")
+        return {"ok": False, "reason": why}
+    idle_s = min(float(c.get("idle", 0)) for c in info) / 1000.0
+    if idle_s > EXECUTOR_IDLE_S:
+        return {"ok": False, "reason": f"the device's agent stopped reading actions {_ago(idle_s)} ago "
+                                       "(is it still running?)"}
+    return {"ok": True, "reason": "the device's agent reads actions; if a request still expires, check "
+                                  "that it runs with the same THOXDASH_AGENT_KEY as the server"}
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # -- results ------------------------------------------------------------------------------------
 def refresh(store: TelemetryStore, row: ActionRequest, now: float | None = None) -> ActionRequest:
     """Copy the agent's answer (from the device's action log) into a pending row."""
     if row.state != "pending":
         return row
     now = time.time() if now is None else now
-    text = store.r.hget(log_key(store, row.device), row.request_id)
-    answer = json.loads(text) if text else None
+    answer = store.action_log(row.device).get(row.request_id)
     if answer is None or answer.get("status") == "running":
         if row.expires_at and now > row.expires_at.timestamp() + GRACE_S:
             row.state = "expired"
-            row.result = {"status": "expired", "reason": "no answer from the device's agent before the "
-                          "request expired: is the agent running with the same THOXDASH_AGENT_KEY?"}
+            row.result = {"status": "expired", "reason": "no answer before the request expired: "
+                          + executor_status(store, row.device, now)["reason"]}
             row.finished_at = _dt(now)
             row.save(update_fields=["state", "result", "finished_at"])
         return row

@@ -9,7 +9,6 @@ state (firing rows); a re-run of the same cycle changes nothing, so the Celery t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -68,45 +67,22 @@ def load_window(store: TelemetryStore, device: str, now: float, window_s: float)
     return window
 
 
-# -- rule memos (Redis, one key per device) ------------------------------------------------------
-
-MEMO_TTL_S = 7 * 86_400
-
-
-def memo_key(store: TelemetryStore, device: str) -> str:
-    return store.keys(device).stream("rulememo")
-
-
-def _decode_memo(raw: Any) -> dict[str, Any]:
-    try:
-        memo = json.loads(raw) if raw else {}
-    except ValueError:
-        memo = {}
-    return memo if isinstance(memo, dict) else {}
-
+# -- rule memos (the store's RuleMemos repository: one key per device) --------------------------
 
 def load_memo(store: TelemetryStore, device: str) -> dict[str, Any]:
-    return load_memos(store, [device])[device]
+    return store.memos.get(device)
 
 
 def save_memo(store: TelemetryStore, device: str, memo: dict[str, Any]) -> None:
-    save_memos(store, {device: memo})
+    store.memos.put(device, memo)
 
 
 def load_memos(store: TelemetryStore, devices: list[str]) -> dict[str, dict[str, Any]]:
-    if not devices:
-        return {}
-    raws = store.r.mget([memo_key(store, d) for d in devices])
-    return {device: _decode_memo(raw) for device, raw in zip(devices, raws, strict=True)}
+    return store.memos.get_many(devices)
 
 
 def save_memos(store: TelemetryStore, memos: dict[str, dict[str, Any]]) -> None:
-    if not memos:
-        return
-    pipe = store.r.pipeline(transaction=False)
-    for device, memo in memos.items():
-        pipe.set(memo_key(store, device), json.dumps(memo, separators=(",", ":")), ex=MEMO_TTL_S)
-    pipe.execute()
+    store.memos.put_many(memos)
 
 
 # -- one cycle ------------------------------------------------------------------------------------
@@ -139,7 +115,8 @@ def run_device(store: TelemetryStore, device: str, now: float, override: dict[st
     return findings, config
 
 
-def apply_plan(device: str, plan: Plan, firing: dict[str, Alert], now: float) -> tuple[dict[str, list[Alert]], list[Alert]]:
+def apply_plan(device: str, plan: Plan, firing: dict[str, Alert],
+               now: float) -> tuple[dict[str, list[Alert]], list[Alert]]:
     """Write one device's plan: create what fired, resolve what stopped (one UPDATE), write
     escalations (one bulk UPDATE). Returns the transitions and the alerts whose summary (or
     severity, downwards) changed without being news, for the caller to bulk-update."""

@@ -20,25 +20,25 @@ from typing import Any
 import httpx
 
 from collectors.proxy.timing import StreamTiming, framing_for, request_fields
+from collectors.runtimes import canary_kinds, get_kind
 from collectors.series import series_key
 
 DEFAULT_PROMPT = "Say hello."
 DEFAULT_MAX_TOKENS = 32
-DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434", "llamacpp": "http://127.0.0.1:8080",
-                "llama_cpp": "http://127.0.0.1:8080"}
-OPENAI_KINDS = ("openai", "llamacpp", "llama_cpp", "vllm", "tensorrt_llm", "trtllm", "llama_cpp_python")
+
+
+def default_url(kind: str) -> str | None:
+    found = get_kind(kind)
+    return found.default_url if found is not None else None
 
 
 def build_request(kind: str, model: str, prompt: str, max_tokens: int) -> tuple[str, dict[str, Any]]:
-    """(path, JSON body) of a deterministic, streaming, short generation for this runtime kind."""
-    if kind == "ollama":
-        return "/api/generate", {"model": model, "prompt": prompt, "stream": True,
-                                 "options": {"num_predict": max_tokens, "temperature": 0, "seed": 1}}
-    if kind in OPENAI_KINDS:
-        return "/v1/chat/completions", {
-            "model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0, "seed": 1, "stream": True, "stream_options": {"include_usage": True}}
-    raise ValueError(f"no speed check for runtime kind {kind!r} (supported: ollama, {', '.join(OPENAI_KINDS)})")
+    """(path, JSON body) of a deterministic, streaming, short generation for this runtime kind
+    (the kind's `canary` in collectors/runtimes/<kind>.py)."""
+    found = get_kind(kind)
+    if found is None or found.canary is None:
+        raise ValueError(f"no speed check for runtime kind {kind!r} (supported: {', '.join(canary_kinds())})")
+    return found.canary(model, prompt, max_tokens)
 
 
 def speed_check(url: str, kind: str, model: str, *, runtime: str | None = None, prompt: str = DEFAULT_PROMPT,
@@ -84,7 +84,7 @@ def records_for(req: dict[str, Any], now: float) -> list[dict[str, Any]]:
     tps = req.get("completion_tokens_per_s")
     ok = "error" not in req and isinstance(tps, (int, float)) and tps > 0
     values: dict[str, float] = {series_key("canary_up", **labels): 1.0 if ok else 0.0}
-    if ok:
+    if ok and isinstance(tps, (int, float)):
         values[series_key("canary_decode_tokens_per_second", **labels)] = float(tps)
         if isinstance(req.get("ttft_s"), (int, float)):
             values[series_key("canary_ttft_seconds", **labels)] = float(req["ttft_s"])
@@ -106,7 +106,7 @@ def canary_settings(runtime: dict[str, Any], enabled_names: Iterable[str] = ()) 
         return None
     kind = runtime.get("kind") or runtime.get("name")
     model = canary.get("model") or runtime.get("model")
-    url = canary.get("url") or runtime.get("url") or DEFAULT_URLS.get(str(kind))
+    url = canary.get("url") or runtime.get("url") or default_url(str(kind))
     if not model or not url:
         return None
     return {"url": url, "kind": kind, "model": model, "runtime": runtime.get("name") or kind,

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from collectors.runtimes import default_ceilings
 from collectors.text import is_uint
 
-DEFAULT_CEILINGS_BYTES = {"ollama": 5_500_000_000, "tensorrt_llm": 6_000_000_000, "cuquantum": 2_500_000_000}
+DEFAULT_CEILINGS_BYTES = {kind: int(ceiling) for kind, ceiling in default_ceilings().items()}  # the registry
 
 DEFAULT_THRESHOLDS: dict[str, Any] = {
     "window_s": 300,                      # how much telemetry a rule may look at

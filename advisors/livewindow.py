@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from advisors.rules import Window
-from collectors.store import TelemetryStore, decode_entry, decode_state
+from collectors.store import TelemetryStore
 
 log = logging.getLogger(__name__)
 STREAMS = ("telemetry", "requests", "events")
@@ -54,29 +54,10 @@ class LiveWindows:
             if now < window.now or now - window.now > window_s:  # cold, or the clock moved back
                 entry.window = window = Window(now=now)
                 entry.last_ids = {}
-            keys = store.keys(device)
-            pipe = store.r.pipeline(transaction=False)
-            for stream in STREAMS:
-                last = entry.last_ids.get(stream)
-                pipe.xrange(keys.stream(stream), f"({last}" if last else str(int((now - window_s) * 1000)), "+")
-            pipe.hgetall(keys.state)
-            pipe.hget(keys.latest, "__ts")
-            *results, state_raw, latest_ts = pipe.execute()
-            fresh = []
-            for stream, entries in zip(STREAMS, results, strict=True):
-                # everything read is kept, even a record stamped a moment after `now` (written while
-                # this cycle started) or ahead of it (a device clock running fast): skipping it would
-                # lose it for good, since the next read starts after it
-                for entry_id, fields in entries:
-                    entry.last_ids[stream] = entry_id
-                    try:
-                        record = decode_entry(fields)
-                        float(record["ts"])
-                    except Exception:  # one malformed entry is skipped, never the device's rules
-                        log.warning("%s %s entry %s: not a record, skipped", device, stream, entry_id)
-                        continue
-                    fresh.append(record)
-            fresh.sort(key=lambda r: float(r["ts"]))
+            # everything read is kept, even a record stamped a moment after `now` (written while
+            # this cycle started) or ahead of it (a device clock running fast): skipping it would
+            # lose it for good, since the next read starts after it; bad entries are skipped
+            fresh, state = store.read_after(device, STREAMS, entry.last_ids, now - window_s)
             for record in fresh:
                 try:
                     window.add(record)
@@ -84,22 +65,14 @@ class LiveWindows:
                     log.warning("%s: record at %s has a malformed body, skipped", device, record.get("ts"))
             window.now = now
             window.trim(now - window_s)
-            window.state = {**decode_state(state_raw), **window.state}
-            seen = _float(latest_ts)
-            if seen is not None and (window.last_seen is None or seen > window.last_seen):
-                window.last_seen = seen
+            window.state = {**state, **window.state}
+            if window.last_seen is None:  # cold: when did the device last send anything?
+                window.last_seen = store.last_seen(device)
             yield window
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-
-def _float(raw: object) -> float | None:
-    try:
-        return float(raw) if raw is not None else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
 
 
 WINDOWS = LiveWindows()

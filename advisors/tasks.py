@@ -30,11 +30,16 @@ def collect_action_results(device: str | None = None) -> int:
 @shared_task(name="advisors.tasks.evaluate_batch", acks_late=True)
 def evaluate_batch(devices: list[str], now: float | None = None) -> dict[str, int]:
     """Evaluate many devices in one task (the beat path); idempotent (acks_late redelivery)."""
+    import time
+
     from advisors.alerting import evaluate_batch as run
     from advisors.notify.dispatch import notify_transitions
+    from advisors.selfmetrics import record_cycle
     from advisors.telemetry import store
 
+    started = time.time()
     batch = run(store(), devices, now, on_transitions=notify_transitions)
+    record_cycle(store(), started, time.time(), len(devices), len(batch.failed))
     actions_after_batch(devices, batch.rows)
     return {
         "devices": len(devices),
@@ -93,7 +98,7 @@ def evaluate_all() -> int:
     expires = float(getattr(settings, "RULES_EXPIRES_S", 5.0))
     for batch in chunks(devices, size):
         evaluate_batch.apply_async((batch,), expires=expires)
-    if store().r.set(f"{store().prefix}notify:sweep", "1", nx=True, ex=SWEEP_EVERY_S):
+    if store().lock("notify-sweep", SWEEP_EVERY_S):
         from advisors.notify.dispatch import sweep
 
         sweep()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from collectors.store import TelemetryStore, connect
@@ -14,6 +13,3 @@ from collectors.store import TelemetryStore, connect
 def store() -> TelemetryStore:
     return TelemetryStore(connect(settings.REDIS_URL), settings.REDIS_PREFIX)
 
-
-def async_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2)

@@ -4,7 +4,7 @@ Part 1 -- steady state: the agent (`python -m collectors agent`, default interva
 Redis), Glances (`glances -q --export csv -t 1`, from a separate venv) and Prometheus node_exporter
 (scraped every 1 s by this script) run at the same time for --seconds; for each we print CPU time per
 wall second (utime+stime from /proc/PID/stat, children included) and peak RSS (VmHWM).
-Targets: agent <= 1% of one core, <= 40 MB RSS, less CPU than either peer.
+Targets: agent <= 1% of one core, <= 30 MiB peak RSS, less CPU than either peer.
 
 Part 2 -- one agent cycle (every source collected once, in this process) against the floor: the
 raw cost of opening and reading the same files (recorded with an audit hook during a cycle) with
@@ -12,6 +12,9 @@ os.open/os.read, no parsing. Both are measured as CPU time of the calling thread
 the machine does not count), median over --iterations. Target: cycle <= 3x floor.
 
 Usage: .venv/bin/python bench/agent_cost.py [--seconds 60] [--glances PATH] [--redis URL]
+       [--agent LABEL=PYTHON[@DIR] ...]   (several agents side by side, e.g. before/after, or a
+       device's install: python3 -m venv .run/bench/agent && .run/bench/agent/bin/pip install .,
+       then --agent "device install=.run/bench/agent/bin/python@/tmp")
 Glances: python3 -m venv .run/bench/glances && .run/bench/glances/bin/pip install glances
 node_exporter: apt-get install prometheus-node-exporter
 """
@@ -57,12 +60,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def agents(specs: list[str] | None) -> list[tuple[str, str, str]]:
+    """`LABEL=PYTHON[@DIR]` -> (label, interpreter, working directory). The agent runs as
+    `PYTHON -m collectors agent` in DIR: a source tree there is what runs; a DIR without one (e.g.
+    /tmp) runs what PYTHON has installed (a device's `pip install .`). Default: this checkout with
+    this interpreter."""
+    out = []
+    for spec in specs or [f"thoxdash agent={sys.executable}@{ROOT}"]:
+        label, sep, rest = spec.partition("=")
+        python, _, cwd = rest.partition("@")
+        if not sep or not label or not python:
+            raise SystemExit(f"--agent {spec!r}: expected LABEL=PYTHON[@DIR]")
+        out.append((label, python, cwd or str(ROOT)))
+    return out
+
+
 def start_peers(args: argparse.Namespace, tmp: Path) -> dict[str, tuple[subprocess.Popen, str | None]]:
     env = {**os.environ, "THOXDASH_REDIS_PREFIX": args.prefix, "THOXDASH_LOG_LEVEL": "WARNING"}
     procs: dict[str, tuple[subprocess.Popen, str | None]] = {}
-    procs["thoxdash agent"] = (subprocess.Popen(
-        [sys.executable, "-m", "collectors", "agent", "--device", "bench", "--redis", args.redis,
-         "--spill", str(tmp)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL), None)
+    for i, (label, python, cwd) in enumerate(agents(args.agent)):
+        procs[label] = (subprocess.Popen(
+            [python, "-m", "collectors", "agent", "--device", f"bench{i}", "--redis", args.redis,
+             "--spill", str(tmp / f"spill{i}")], cwd=cwd, env=env, stdout=subprocess.DEVNULL), None)
     glances = Path(args.glances)
     if glances.exists():
         procs["glances 1 s"] = (subprocess.Popen(
@@ -112,18 +131,18 @@ def steady_state(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
     print(f"\nsteady state over {wall:.0f} s (same window; node_exporter scraped {scrapes} times)")
-    print(f"{'process':<20} {'CPU % of one core':>18} {'peak RSS MiB':>13} {'(MB)':>7}")
+    width = max(20, *(len(name) + 1 for name, _, _ in rows))
+    print(f"{'process':<{width}} {'CPU % of one core':>18} {'peak RSS MiB':>13} {'(MB)':>7}")
     for name, cpu, rss in rows:
-        print(f"{name:<20} {cpu:>18.2f} {rss:>13.1f} {rss * 2**20 / 1e6:>7.1f}")
-    print("targets: agent <= 1.00 % and <= 40 MB RSS, and less CPU than each peer")
+        print(f"{name:<{width}} {cpu:>18.2f} {rss:>13.1f} {rss * 2**20 / 1e6:>7.1f}")
+    print("targets: agent <= 1.00 % and <= 30 MiB peak RSS, and less CPU than each peer")
 
 
 def cycle_vs_floor(iterations: int) -> None:
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources
+    from collectors.sources.registry import agent_sources
 
     root = Path("/")
-    sources = [HostSource(root=root)] + [s for s in extra_sources(root, None) if s.available()]
+    sources = agent_sources(root)
     for s in sources:  # warm caches (process matcher, psutil)
         s.collect(time.time())
     paths: set[str] = set()
@@ -194,6 +213,8 @@ def main() -> int:
     parser.add_argument("--glances", default=str(ROOT / ".run/bench/glances/bin/glances"))
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--skip-steady", action="store_true")
+    parser.add_argument("--agent", action="append", metavar="LABEL=PYTHON[@DIR]",
+                        help="an agent to measure (repeatable; all run in the same window as the peers)")
     args = parser.parse_args()
     args.prefix = f"thoxbench:{uuid.uuid4().hex[:8]}:"
     if not args.skip_steady:

@@ -95,7 +95,8 @@ def login_cookies(base: str) -> dict[str, str]:
 
 PAGE_STATS = """() => {
     const nav = performance.getEntriesByType('navigation')[0];
-    let data = nav.transferSize || nav.encodedBodySize, statics = 0, plotly = 0, plotlyRaw = 0, plotlyStart = 0, plotlyFirstByte = 0, plotlyEnd = 0,
+    let data = nav.transferSize || nav.encodedBodySize, statics = 0, plotly = 0, plotlyRaw = 0, plotlyStart = 0,
+        plotlyFirstByte = 0, plotlyEnd = 0,
         rangeStart = 0, rangeEnd = 0;
     for (const r of performance.getEntriesByType('resource')) {
         if (r.name.includes('/static/')) {

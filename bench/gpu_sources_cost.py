@@ -86,7 +86,8 @@ def main() -> int:
         first = cpu_median(lambda: tegra_sysfs.sysfs_values(root), max(10, args.repeat // 10))
         floor = cpu_median(lambda: read_raw(paths), args.repeat)
         print(f"tegra_sysfs: one sample {cycle * 1e6:8.1f} us CPU | floor (read the same {len(paths)} files) "
-              f"{floor * 1e6:8.1f} us | ratio {cycle / floor:4.2f}x (target <= 3x); with discovery {first * 1e6:8.1f} us")
+              f"{floor * 1e6:8.1f} us | ratio {cycle / floor:4.2f}x (target <= 3x); "
+              f"with discovery {first * 1e6:8.1f} us")
 
     lines = ORIN_NANO_LOG.read_text(encoding="utf-8").splitlines()
     ours = cpu_median(lambda: [parse_line(line) for line in lines], max(10, args.repeat // 10)) / len(lines)

@@ -77,14 +77,17 @@ async def upstream_main(port: int, chunks: int, gap_s: float) -> None:
         try:
             while True:
                 header = await reader.readuntil(b"\r\n\r\n")
-                length = 0
+                length, n = 0, chunks
+                target = header.split(b" ", 2)[1]
+                if b"?chunks=" in target:
+                    n = int(target.rsplit(b"=", 1)[1])
                 for line in header.split(b"\r\n"):
                     if line[:15].lower() == b"content-length:":
                         length = int(line[15:])
                 if length:
                     await reader.readexactly(length)
                 writer.write(head + _chunk(piece))
-                for _ in range(chunks):
+                for _ in range(n):
                     if gap_s:
                         await asyncio.sleep(gap_s)
                     writer.write(_chunk(piece))
@@ -105,15 +108,25 @@ async def upstream_main(port: int, chunks: int, gap_s: float) -> None:
 BODY = json.dumps({"model": "bench", "prompt": "Say hello", "stream": True}).encode()
 
 
-async def one_connection(port: int, n: int, out: list[tuple[float, float]]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def one_connection(
+    port: int, n: int, out: list[tuple[float, float]], chunks: int, fresh: bool
+) -> None:
+    """`n` requests one after the other: on one kept-alive connection, or (`fresh`) each on a new
+    connection (connect time included, as a client that does not keep connections alive sees)."""
     request = (
-        b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (port, len(BODY), BODY)
+        b"POST /api/generate?chunks=%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (chunks, port, len(BODY), BODY)
     )
+    reader = writer = None
     try:
         for _ in range(n):
             t0 = time.perf_counter()
+            if writer is None or fresh:
+                if writer is not None:
+                    writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
             writer.write(request)
             header = await reader.readuntil(b"\r\n\r\n")
             if b" 200 " not in header.split(b"\r\n", 1)[0]:
@@ -130,13 +143,18 @@ async def one_connection(port: int, n: int, out: list[tuple[float, float]]) -> N
             end = time.perf_counter()
             out.append((first - t0, end - t0))
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
-async def load(port: int, concurrency: int, total: int) -> list[tuple[float, float]]:
+async def load(
+    port: int, concurrency: int, total: int, chunks: int, fresh: bool = False
+) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     per = max(1, total // concurrency)
-    await asyncio.gather(*(one_connection(port, per, out) for _ in range(concurrency)))
+    await asyncio.gather(
+        *(one_connection(port, per, out, chunks, fresh) for _ in range(concurrency))
+    )
     return out
 
 
@@ -232,13 +250,21 @@ def main() -> int:
         "--runs", type=int, default=1, help="repeat the whole measurement; print medians over runs"
     )
     parser.add_argument("--concurrency", default="1,32")
-    parser.add_argument("--chunks", type=int, default=3, help="chunks after the first")
+    parser.add_argument(
+        "--chunks",
+        default="3",
+        help="chunks after the first, or a list (10,160: each measured; the added time per chunk "
+        "is printed from the first and last)",
+    )
     parser.add_argument(
         "--gap-ms",
         type=float,
         default=5.0,
         help="gap between upstream chunks (5 ms = 200 tok/s per stream, faster than any "
         "Jetson decodes; 0 = a saturation test of the proxy itself)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="a new client connection for every request"
     )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
@@ -249,30 +275,27 @@ def main() -> int:
         help="also run a second ThoxDash proxy ('thoxdash-b') with these environment variables, "
         "interleaved with the others (an A/B of a setting in the same run)",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="DIR",
+        help="also run the ThoxDash proxy of another source tree ('thoxdash-old', e.g. an "
+        "unpacked `git archive` of the commit before a change): a before/after in one run",
+    )
     parser.add_argument("--upstream-only", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    chunk_counts = [int(c) for c in str(args.chunks).split(",")]
     if args.upstream_only:
-        _run(upstream_main(args.upstream_only, args.chunks, args.gap_ms / 1000))
+        _run(upstream_main(args.upstream_only, chunk_counts[0], args.gap_ms / 1000))
         return 0
 
     tmp = Path(tempfile.mkdtemp(prefix="thox-bench-"))
     procs: list[subprocess.Popen] = []
     try:
         up, ng, px = free_port(), free_port(), free_port()
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--upstream-only",
-                    str(up),
-                    "--chunks",
-                    str(args.chunks),
-                    "--gap-ms",
-                    str(args.gap_ms),
-                ]
-            )
-        )
+        upstream_cmd = [sys.executable, __file__, "--upstream-only", str(up)]
+        upstream_cmd += ["--chunks", str(chunk_counts[0]), "--gap-ms", str(args.gap_ms)]
+        procs.append(subprocess.Popen(upstream_cmd))
         wait_port(up, procs[-1], "upstream")
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / d).mkdir()
@@ -286,68 +309,57 @@ def main() -> int:
             "THOXDASH_REDIS_PREFIX": os.environ.get("THOXDASH_REDIS_PREFIX", "thoxbench:"),
         }
 
-        def thoxdash(port: int, extra: dict[str, str]) -> subprocess.Popen:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "collectors",
-                    "proxy",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--upstream",
-                    f"http://127.0.0.1:{up}",
-                    "--runtime",
-                    "ollama",
-                    "--device",
-                    "bench",
-                    "--redis",
-                    args.redis,
-                ],
-                cwd=str(ROOT),
-                env={**env, **extra},
-            )
+        def thoxdash(port: int, extra: dict[str, str], src: Path = ROOT) -> subprocess.Popen:
+            cmd = [sys.executable, "-m", "collectors", "proxy", "--listen", f"127.0.0.1:{port}"]
+            cmd += ["--upstream", f"http://127.0.0.1:{up}", "--runtime", "ollama"]
+            cmd += ["--device", "bench", "--redis", args.redis]
+            proc = subprocess.Popen(cmd, cwd=str(src), env={**env, **extra})
             wait_port(port, proc, "thoxdash proxy")
             return proc
 
         procs.append(thoxdash(px, {}))
         targets = {"direct": up, "nginx": ng, "thoxdash": px}
         pids = {"direct": procs[0].pid, "nginx": procs[1].pid, "thoxdash": procs[2].pid}
+        extras: list[tuple[str, dict[str, str], Path]] = []
         if args.compare:
-            extra = dict(kv.split("=", 1) for kv in args.compare.split(","))
-            pb = free_port()
-            procs.append(thoxdash(pb, extra))
-            targets["thoxdash-b"] = pb
-            pids["thoxdash-b"] = procs[-1].pid
-            print(f"thoxdash-b: {extra}")
+            extras.append(("thoxdash-b", dict(kv.split("=", 1) for kv in args.compare.split(",")), ROOT))
+        if args.baseline:
+            extras.append(("thoxdash-old", {}, Path(args.baseline).resolve()))
+        for name, extra, src in extras:
+            port = free_port()
+            procs.append(thoxdash(port, extra, src))
+            targets[name], pids[name] = port, procs[-1].pid
+            print(f"{name}: {extra or ''} {src}")
         nginx_version = subprocess.run(
             [args.nginx, "-v"], capture_output=True, text=True
         ).stderr.strip()
         print(
-            f"upstream: {args.chunks + 2} NDJSON chunks, {args.gap_ms} ms apart; "
-            f"{args.rounds} rounds x {args.requests} requests per target; cpus={os.cpu_count()}; "
+            f"upstream: {'/'.join(str(c + 2) for c in chunk_counts)} NDJSON chunks, {args.gap_ms} ms"
+            f" apart; {'a fresh connection per request' if args.fresh else 'kept-alive connections'}"
+            f"; {args.rounds} rounds x {args.requests} requests per target; cpus={os.cpu_count()}; "
             f"python {sys.version.split()[0]}; {nginx_version}"
         )
-        figures: dict[int, list[dict[str, float]]] = {}
+        figures: dict[tuple[int, int], list[dict[str, float]]] = {}
         for run in range(args.runs):
             if args.runs > 1:
                 print(f"\n=== run {run + 1} of {args.runs}")
             for conc in (int(c) for c in args.concurrency.split(",")):
-                samples: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
-                for port in targets.values():  # warm-up: connections, caches
-                    _run(load(port, conc, max(conc * 4, 200)))
-                cpu = dict.fromkeys(targets, 0.0)
-                loop_cpu = dict.fromkeys(targets, 0.0)
-                for _ in range(args.rounds):
-                    for name, port in targets.items():
-                        before = cpu_seconds(pids[name])
-                        loop_before = thread_cpu_seconds(pids[name])
-                        samples[name] += _run(load(port, conc, args.requests))
-                        cpu[name] += cpu_seconds(pids[name]) - before
-                        loop_cpu[name] += thread_cpu_seconds(pids[name]) - loop_before
-                figures.setdefault(conc, []).append(report(conc, samples, cpu, loop_cpu))
-        if args.runs > 1:
-            summary(figures)
+                for chunks in chunk_counts:
+                    samples: dict[str, list[tuple[float, float]]] = {t: [] for t in targets}
+                    for port in targets.values():  # warm-up: connections, caches
+                        _run(load(port, conc, max(conc * 4, 50), chunks, args.fresh))
+                    cpu = dict.fromkeys(targets, 0.0)
+                    loop_cpu = dict.fromkeys(targets, 0.0)
+                    for _ in range(args.rounds):
+                        for name, port in targets.items():
+                            before = cpu_seconds(pids[name])
+                            loop_before = thread_cpu_seconds(pids[name])
+                            samples[name] += _run(load(port, conc, args.requests, chunks, args.fresh))
+                            cpu[name] += cpu_seconds(pids[name]) - before
+                            loop_cpu[name] += thread_cpu_seconds(pids[name]) - loop_before
+                    print(f"\n{chunks + 2} chunks per response", end="")
+                    figures.setdefault((conc, chunks), []).append(report(conc, samples, cpu, loop_cpu))
+        summary(figures, [t for t in targets if t not in ("direct", "nginx")])
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -361,22 +373,29 @@ def main() -> int:
 FIGURES = ("added p50", "added p99", "+ttft p50", "+ttft p99", "cpu us", "loop cpu us")
 
 
-def summary(figures: dict[int, list[dict[str, float]]]) -> None:
-    """Medians over the runs of each figure, and ThoxDash / nginx."""
+def summary(figures: dict[tuple[int, int], list[dict[str, float]]], ours: list[str]) -> None:
+    """Medians over the runs of each figure with its ratio to nginx; with several chunk counts,
+    the added time per chunk (from the first and the last count)."""
     print(f"\nmedians over {len(next(iter(figures.values())))} runs (ms; CPU in us per request)")
-    b = any("thoxdash-b added p50" in r for runs in figures.values() for r in runs)
-    print(
-        f"{'conc':>4} {'figure':<11} {'nginx':>8} {'thoxdash':>9} {'ratio':>6}"
-        + (f" {'thoxdash-b':>10} {'ratio':>6}" if b else "")
-    )
-    for conc, runs in figures.items():
+    print(f"{'conc':>4} {'chunks':>6} {'figure':<11} {'nginx':>8}" + "".join(f" {n:>12} {'ratio':>6}" for n in ours))
+    med: dict[tuple[int, int, str], float] = {}
+    for (conc, chunks), runs in figures.items():
         for fig in FIGURES:
-            ng = statistics.median(r[f"nginx {fig}"] for r in runs)
-            row = f"{conc:>4} {fig:<11} {ng:8.3f}"
-            for name, width in (("thoxdash", 9), ("thoxdash-b", 10))[: 2 if b else 1]:
-                tx = statistics.median(r[f"{name} {fig}"] for r in runs)
-                ratio = f"{tx / ng:6.2f}" if ng > 0 else "     -"
-                row += f" {tx:{width}.3f} {ratio}"
+            ng = med[conc, chunks, f"nginx {fig}"] = statistics.median(r[f"nginx {fig}"] for r in runs)
+            row = f"{conc:>4} {chunks + 2:>6} {fig:<11} {ng:8.3f}"
+            for name in ours:
+                tx = med[conc, chunks, f"{name} {fig}"] = statistics.median(r[f"{name} {fig}"] for r in runs)
+                row += f" {tx:12.3f} " + (f"{tx / ng:6.2f}" if ng > 0 else "     -")
+            print(row)
+    counts = sorted({chunks for _, chunks in figures})
+    if len(counts) > 1:
+        lo, hi = counts[0], counts[-1]
+        print(f"\nadded time per chunk, median added p50 at {hi + 2} minus at {lo + 2} chunks (us)")
+        for conc in sorted({c for c, _ in figures}):
+            row = f"{conc:>4} " + "".join(
+                f" {n} {(med[conc, hi, f'{n} added p50'] - med[conc, lo, f'{n} added p50']) * 1000 / (hi - lo):6.1f}"
+                for n in ["nginx", *ours]
+            )
             print(row)
 
 

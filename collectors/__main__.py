@@ -1,4 +1,4 @@
-"""`python -m collectors agent|record|replay|proxy` -- see DESIGN.md for the contracts."""
+"""`python -m collectors agent|record|replay|proxy` -- see docs/ARCHITECTURE.md for the contracts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from collectors import redis_version
+from collectors.runtimes import kind_names
 from collectors.store import (
     DEFAULT_URL,
     StoreUnavailable,
@@ -27,6 +29,18 @@ def _device(value: str) -> str:
         return check_device_id(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_device() -> str:
+    """The host name as a device id (characters a device id cannot hold become '-')."""
+    import re
+    import socket
+
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64].strip("-.") or "localhost"
+    try:
+        return check_device_id(name)
+    except ValueError:
+        return "localhost"
 
 
 def _positive(value: str) -> float:
@@ -49,7 +63,17 @@ def _stop_event() -> threading.Event:
 def _store(url: str) -> TelemetryStore:
     store = TelemetryStore(connect(url))
     ping(store.r)
+    redis_version.check(store.r, url_for_humans(url))
     return store
+
+
+def url_for_humans(url: str) -> str:
+    """The Redis URL without its password (for messages)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path if parts.hostname else ''}"
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -74,6 +98,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         agent.close()
         return 0
     store = TelemetryStore(connect(args.redis))
+    redis_version.check_at_start(store.r, url_for_humans(args.redis))  # down: buffer; too old: exit
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
     agent.device_state = agent_state(root, sources, agent.board)
@@ -95,7 +120,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from collectors.recording import dumps
 
     root = Path(args.root)
-    agent = Agent(args.device or "recorded", default_sources(root, args.interval), store=None, board=describe(root))
+    agent = Agent(args.device, default_sources(root, args.interval), store=None, board=describe(root))
     stop = _stop_event()
     end = time.time() + args.seconds if args.seconds else None
     count = 0
@@ -121,14 +146,68 @@ def cmd_replay(args: argparse.Namespace) -> int:
     recording = load(args.file)
     store = _store(args.redis)
     stop = _stop_event()
-    sent = replay(recording, store, args.device, speed=args.speed, loop=args.loop, stop=stop)
+    alive = ollama = None
+    if args.root:
+        from collectors.demo.runtimes import SimulatedOllama
+
+        ollama = SimulatedOllama().start()
+        alive = _demo_executor(recording, store, args.device, Path(args.root), stop, ollama)
+    sent = replay(recording, store, args.device, speed=args.speed, loop=args.loop, stop=stop,
+                  on_batch=ollama.see if ollama else None)
+    stop.set()
+    if alive is not None:
+        alive.join(5)
+    if ollama is not None:
+        ollama.stop()
     print(f"replayed {sent} records as device {args.device}", file=sys.stderr)
     return 0
+
+
+def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
+                   stop: threading.Event, ollama) -> threading.Thread:
+    """Make a replayed device act: build the throwaway tree under `root`, execute the device's
+    signed actions there (the agent's own executor) and publish the tuning state read from the tree
+    in place of the recording's, so an Apply shows up on the checklist and Undo takes it back.
+    Runtime actions on ollama go to a simulated Ollama (collectors/demo/runtimes.py)."""
+    from collectors.actions.context import load_config
+    from collectors.actions.executor import Executor
+    from collectors.demo.tree import build, write_allow_list
+    from collectors.sources.tuning import TuningSource
+
+    runtimes = recording.config.get("runtimes")
+    build(root, runtimes)
+    write_allow_list(root, runtimes, {"ollama": ollama.url})
+    recording.records = [r for r in recording.records if r.get("source") != "tuning"]
+    executor = Executor(store, device, root, config=load_config(root, str(root / "etc/thoxdash/agent.json")))
+    tuning = TuningSource(root=root, interval=5.0)
+
+    def loop() -> None:
+        next_state = 0.0
+        while not stop.is_set():
+            now = time.time()
+            try:
+                handled = executor.poll()
+                if handled or now >= next_state:
+                    records = tuning.collect(time.time())
+                    models = ollama.values()
+                    if models:
+                        records.append({"ts": time.time(), "source": "runtimes", "values": models})
+                    store.publish(device, records)
+                    next_state = now + tuning.interval
+            except Exception as exc:  # a failure is logged and retried, never ends the replay
+                logging.warning("demo executor for %s: %s", device, exc)
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=loop, name="demo-executor", daemon=True)
+    thread.start()
+    logging.info("replay %s: actions execute under %s", device, root)
+    return thread
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     from collectors.proxy.server import main as proxy_main
 
+    redis_version.check_at_start(connect(args.redis), url_for_humans(args.redis))
     return proxy_main(args)
 
 
@@ -137,9 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     redis_default = os.environ.get("REDIS_URL", DEFAULT_URL)
 
+    host = _host_device()
     agent = sub.add_parser("agent", help="collect telemetry and execute signed actions")
-    agent.add_argument("--device", required=True, type=_device)
-    agent.add_argument("--redis", default=redis_default)
+    agent.add_argument("--device", type=_device, default=host,
+                       help=f"this device's id on the dashboard (default: the host name, {host})")
+    agent.add_argument("--redis", default=redis_default,
+                       help=f"Redis URL to publish to (default: $REDIS_URL, else {DEFAULT_URL})")
     agent.add_argument("--interval", type=_positive, default=None, help="override every source's interval (s)")
     agent.add_argument("--once", action="store_true", help="print one sample as JSON and exit")
     agent.add_argument("--root", default="/", help="read (and write) /proc and /sys under this tree")
@@ -147,27 +229,37 @@ def build_parser() -> argparse.ArgumentParser:
     agent.set_defaults(func=cmd_agent)
 
     record = sub.add_parser("record", help="record this machine's telemetry as JSONL")
-    record.add_argument("--out", required=True)
-    record.add_argument("--seconds", type=_positive, default=None)
-    record.add_argument("--device", type=_device, default=None)
-    record.add_argument("--interval", type=_positive, default=None)
-    record.add_argument("--root", default="/")
+    record.add_argument("--out", required=True, help="file to write the recording to ('-' for stdout)")
+    record.add_argument("--seconds", type=_positive, default=None, help="stop after this many seconds "
+                        "(default: until Ctrl-C)")
+    record.add_argument("--device", type=_device, default=host,
+                        help=f"device id written in the recording's header (default: the host name, {host})")
+    record.add_argument("--interval", type=_positive, default=None, help="override every source's interval (s)")
+    record.add_argument("--root", default="/", help="read /proc and /sys under this tree")
     record.set_defaults(func=cmd_record)
 
     rep = sub.add_parser("replay", help="feed a recording into Redis as a live device")
-    rep.add_argument("file")
-    rep.add_argument("--device", required=True, type=_device)
-    rep.add_argument("--speed", type=float, default=1.0)
-    rep.add_argument("--loop", action="store_true")
-    rep.add_argument("--redis", default=redis_default)
+    rep.add_argument("file", help="a recording (JSONL, as written by `record`)")
+    rep.add_argument("--device", required=True, type=_device, help="the device id to publish as")
+    rep.add_argument("--speed", type=float, default=1.0,
+                     help="replay speed: 2 = twice as fast; 0 = everything at once (default 1)")
+    rep.add_argument("--loop", action="store_true", help="start again at the end, until stopped")
+    rep.add_argument("--redis", default=redis_default,
+                     help=f"Redis URL to publish to (default: $REDIS_URL, else {DEFAULT_URL})")
+    rep.add_argument("--root", default=None,
+                     help="make the device act: build a throwaway sysfs tree here (once), execute its "
+                          "actions there and read its tuning state from it (default: actions are off)")
     rep.set_defaults(func=cmd_replay)
 
     proxy = sub.add_parser("proxy", help="latency-recording reverse proxy")
     proxy.add_argument("--listen", required=True, help="HOST:PORT")
     proxy.add_argument("--upstream", required=True, help="URL of the runtime")
-    proxy.add_argument("--runtime", required=True, help="ollama|openai|llamacpp|vllm|tensorrt_llm|triton")
-    proxy.add_argument("--device", required=True, type=_device)
-    proxy.add_argument("--redis", default=redis_default)
+    proxy.add_argument("--runtime", required=True,
+                       help="the runtime's name in series labels, e.g. its kind: " + "|".join(kind_names()))
+    proxy.add_argument("--device", type=_device, default=host,
+                       help=f"device id the requests are recorded under (default: the host name, {host})")
+    proxy.add_argument("--redis", default=redis_default,
+                       help=f"Redis URL to publish to (default: $REDIS_URL, else {DEFAULT_URL})")
     proxy.set_defaults(func=cmd_proxy)
     return parser
 
@@ -180,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     from collectors.sources.registry import AgentConfigError
 
     try:
-        return args.func(args)
-    except StoreUnavailable as exc:
+        return int(args.func(args))
+    except (StoreUnavailable, redis_version.RedisTooOld) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RecordingError as exc:

@@ -16,12 +16,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from collectors.buffer import OutboxBuffer
 from collectors.series import series_key
 from collectors.sources.base import Source, SourceStatus
-from collectors.store import TelemetryStore
+from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,7 @@ class Agent:
         self.board = board or {}
         self.status: dict[str, SourceStatus] = {s.name: SourceStatus() for s in sources}
         self._next_due: dict[str, float] = {s.name: 0.0 for s in sources}
-        self._running: dict[str, tuple[Future, float]] = {}
+        self._running: dict[str, tuple[Future[list[dict[str, Any]]], float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(sources))), thread_name_prefix="source")
         self.hooks: list[Hook] = []  # e.g. the action executor, run every tick
         self.registered = False
@@ -68,7 +66,11 @@ class Agent:
         for source in self.sources:
             if source.name in self._running or now < self._next_due[source.name]:
                 continue
-            self._next_due[source.name] = now + source.interval
+            # fixed rate (due + interval), so 0.25 s ticks do not let samples drift a second in ~70;
+            # after a stall longer than one interval the schedule restarts from now (no burst)
+            due = self._next_due[source.name]
+            late = now - due >= source.interval
+            self._next_due[source.name] = (now if late else due) + source.interval
             self._running[source.name] = (self._pool.submit(self._collect_one, source, now), time.monotonic())
             fresh.add(source.name)
         deadline = time.monotonic() + (min(self.source_timeout, self.wait_s) if wait else 0)
@@ -120,22 +122,23 @@ class Agent:
     def publish(self, records: list[dict[str, Any]]) -> bool:
         """Buffer then flush; returns False (keeping everything buffered) while Redis is down.
 
-        After a failure, reconnects are tried with a backoff (1 s doubling to 10 s), so an outage
+        After a failure, reconnects are tried with a backoff (1 s doubling to RECONNECT_MAX_S), so an outage
         does not cost a connect attempt every tick."""
         self.buffer.add(records)
-        if self.store is None:
+        store = self.store
+        if store is None:
             return False
         if self.store is self._failed_store and time.monotonic() < self._retry_at:
             return False  # backing off; a new store is tried at once
         try:
             if not self.registered:
-                self.store.register_device(self.device, board=self.board)
+                store.register_device(self.device, board=self.board)
                 self.registered = True
-            self.published += self.buffer.flush(lambda chunk: self.store.publish(self.device, chunk))
+            self.published += self.buffer.flush(lambda chunk: store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None
             return True
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._backoff = min(10.0, max(1.0, self._backoff * 2))
+        except OUTAGE_ERRORS as exc:
+            self._backoff = min(RECONNECT_MAX_S, max(1.0, self._backoff * 2))
             self._retry_at = time.monotonic() + self._backoff
             self._failed_store = self.store
             self.registered = False  # a restarted Redis has lost the device entry
@@ -157,7 +160,10 @@ class Agent:
     def run(self, stop: threading.Event, tick_s: float = 0.25) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a failure is data, never the end of the agent: next tick goes on
+                log.exception("agent tick failed")
             stop.wait(max(0.0, tick_s - (time.monotonic() - started)))
         self.close()
 
@@ -172,8 +178,6 @@ class Agent:
 
 def default_sources(root: Path, interval: float | None = None) -> list[Source]:
     """Every source that applies to this machine, at its default interval."""
-    from collectors.sources.host import HostSource
-    from collectors.sources.registry import extra_sources, interval_for
+    from collectors.sources.registry import agent_sources
 
-    sources: list[Source] = [HostSource(root=root, interval=interval_for("host", interval))]
-    return sources + [s for s in extra_sources(root, interval) if s.available()]
+    return agent_sources(root, interval)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from collectors.series import SeriesKeyError, normalize_series_key
 
@@ -90,7 +90,7 @@ def validate_record(obj: Any) -> dict[str, Any]:
         obj = {**obj, "values": values}
     elif kind == "event" and not isinstance(body.get("kind"), str):
         raise RecordingError("'event' needs a string 'kind'")
-    return obj
+    return cast("dict[str, Any]", obj)
 
 
 def parse_line(text: str, *, line: int | None = None, path: str | None = None) -> dict[str, Any]:
@@ -119,10 +119,12 @@ def iter_lines(stream: Iterable[str | bytes], path: str | None = None) -> Iterat
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise RecordingError(f"invalid JSON ({exc.msg} at column {exc.colno})", line=number, path=path) from None
+                raise RecordingError(f"invalid JSON ({exc.msg} at column {exc.colno})", line=number,
+                                     path=path) from None
             if isinstance(obj, dict) and "thoxdash_recording" in obj:
                 if obj["thoxdash_recording"] != FORMAT_VERSION:
-                    raise RecordingError(f"unsupported recording version {obj['thoxdash_recording']!r}", line=number, path=path)
+                    raise RecordingError(f"unsupported recording version {obj['thoxdash_recording']!r}",
+                                         line=number, path=path)
                 yield number, obj
                 continue
         yield number, parse_line(text, line=number, path=path)
@@ -143,7 +145,8 @@ def load(path: str | Path) -> Recording:
                 recording.header = obj
                 continue
             if obj["ts"] < last_ts:
-                raise RecordingError(f"records must be in time order (ts {obj['ts']} < {last_ts})", line=number, path=str(path))
+                raise RecordingError(f"records must be in time order (ts {obj['ts']} < {last_ts})", line=number,
+                                     path=str(path))
             last_ts = obj["ts"]
             recording.records.append(obj)
     return recording

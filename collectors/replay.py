@@ -2,10 +2,15 @@
 
 At `speed` X the recorded gaps shrink X times and so do the shifted timestamps, so rules and charts
 see the device as live. `speed <= 0` sends everything at once, shifted so the last record is now.
+
+A Redis outage is ridden out: the batch in hand is retried with a backoff (0.5 s doubling to RECONNECT_MAX_S)
+until Redis answers, the device is registered again (a restarted Redis may have lost it), and the
+replay goes on, catching up on what it held back.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +18,9 @@ from typing import Any
 
 from collectors.device_config import recording_config
 from collectors.recording import Recording
-from collectors.store import TelemetryStore
+from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
+
+log = logging.getLogger(__name__)
 
 
 def replay(recording: Recording, store: TelemetryStore, device: str, speed: float = 1.0,
@@ -24,7 +31,8 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
         return 0
     stop = stop or threading.Event()
     header = recording.header
-    store.register_device(device, board=header.get("board") or {}, notes=header.get("notes"), replay=True)
+    feed = _Feed(store, device, header, stop, on_batch)
+    feed.register()
     first = recording.records[0]["ts"]
     last = recording.records[-1]["ts"]
     # the device's own config travels with its telemetry, into its state (as the agent does)
@@ -36,12 +44,9 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
         batch: list[dict[str, Any]] = [{"ts": round(lead, 6), "source": "replay", "state": own}]
         sent -= 1  # goes out with the first batch; `sent` counts the recording's records
         for record in recording.records:
-            if speed > 0:
-                new_ts = start + (record["ts"] - first) / speed
-            else:
-                new_ts = start - (last - record["ts"])
+            new_ts = start + (record["ts"] - first) / speed if speed > 0 else start - (last - record["ts"])
             if batch and new_ts != batch[-1]["ts"]:
-                sent += _send(store, device, batch, on_batch)
+                sent += feed.send(batch)
                 batch = []
             if speed > 0:
                 delay = new_ts - time.time()
@@ -49,7 +54,7 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
                     return sent
             batch.append({**record, "ts": round(new_ts, 6)})
         if batch:
-            sent += _send(store, device, batch, on_batch)
+            sent += feed.send(batch)
         if not loop or speed <= 0:
             break
         # leave one recorded step between loops so timestamps keep increasing
@@ -58,9 +63,35 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
     return sent
 
 
-def _send(store: TelemetryStore, device: str, batch: list[dict[str, Any]],
-          on_batch: Callable[[list[dict[str, Any]]], None] | None) -> int:
-    store.publish(device, batch)
-    if on_batch:
-        on_batch(batch)
-    return len(batch)
+class _Feed:
+    """Publishes batches for one replayed device, waiting out Redis outages."""
+
+    def __init__(self, store: TelemetryStore, device: str, header: dict[str, Any], stop: threading.Event,
+                 on_batch: Callable[[list[dict[str, Any]]], None] | None):
+        self.store, self.device, self.header, self.stop, self.on_batch = store, device, header, stop, on_batch
+        self.outages = 0
+
+    def register(self) -> None:
+        self.store.register_device(self.device, board=self.header.get("board") or {},
+                                   notes=self.header.get("notes"), replay=True)
+
+    def send(self, batch: list[dict[str, Any]]) -> int:
+        backoff = 0.0
+        while True:
+            try:
+                if backoff:
+                    self.register()
+                self.store.publish(self.device, batch)
+                break
+            except OUTAGE_ERRORS as exc:
+                if not backoff:
+                    self.outages += 1
+                backoff = min(RECONNECT_MAX_S, max(0.5, backoff * 2))
+                log.warning("redis unavailable (%s); replay of %s retries in %.1f s", exc, self.device, backoff)
+                if self.stop.wait(backoff):
+                    return 0
+        if backoff:
+            log.info("redis is back; replay of %s goes on", self.device)
+        if self.on_batch:
+            self.on_batch(batch)
+        return len(batch)

@@ -2,20 +2,9 @@
 
 The agent, the proxy, replay, the Celery rules and the websocket consumers all go through here.
 
-Keys (prefix `thox:` by default, configurable so tests isolate themselves):
-  {p}devices                 hash   device id -> JSON {board, kind, last_seen, notes}
-  {p}dev:{id}:telemetry      stream values + state records (field `j`: the record as JSON)
-  {p}dev:{id}:requests       stream finished inference requests
-  {p}dev:{id}:events         stream events (model_loaded, oom_kill, action_applied, ...)
-  {p}dev:{id}:latest         hash   series key -> latest value, plus `__ts`
-  {p}dev:{id}:state          hash   tuning/state key -> JSON value, plus `__ts`
-  {p}dev:{id}:actions        stream action requests the agent consumes (consumer group `agent`)
-  {p}dev:{id}:action_results stream what the agent did with each action
-  {p}dev:{id}:action_log     hash   request id -> the agent's record of it (result, saved old values
-                                    for undo); also what makes requests idempotent (collectors/actions)
-  {p}dev:{id}:rollup:{step}  stream per-step means for long ranges (written by Celery)
-  {p}dev:{id}:admission      hash   "runtime" or "runtime/model" -> JSON admission limits the
-                                    latency proxy enforces (max_concurrency, max_queue, ...)
+Every key is named in collectors/keys.py; record shapes are checked by collectors/entries.py (on
+ingest and on every read), and the small repositories of collectors/repos.py (rule memos, the
+action queue and log, locks) sit on the same client.
 
 Stream IDs carry the record's own timestamp (`<ms>-*`) so time ranges are XRANGE calls.
 Streams are capped with MAXLEN ~ (count) and, by the server's rollup pass, trimmed by age (XTRIM
@@ -25,20 +14,27 @@ MINID): `trim_before` / `trim_rollups_before`.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
-import re
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from collectors.entries import BadEntry as BadEntry
+from collectors.entries import decode, decode_all, encode
+from collectors.keys import DEVICE_ID as DEVICE_ID
+from collectors.keys import REJECTED_FIELD, GlobalKeys
+from collectors.keys import Keys as Keys
+from collectors.keys import check_device_id as check_device_id
 from collectors.recording import dumps, record_kind
+from collectors.repos import ActionLog, ActionQueue, RuleMemos
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "thox:"
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 # Count caps (MAXLEN ~ on every XADD): a safety bound that holds even when nothing else runs.
 MAXLEN = {
@@ -61,61 +57,14 @@ TIME_TRIMMED = (
 ROLLUP_RETENTION_S = {10: 12 * 3600.0, 60: 2 * 86_400.0, 600: 30 * 86_400.0}
 
 
+# Processes that ride out a Redis outage retry with a backoff doubling up to this (a refused
+# connect is cheap; the cap bounds how long after Redis returns a process notices).
+RECONNECT_MAX_S = 5.0
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 class StoreUnavailable(ConnectionError):
     """Redis cannot be reached; the message names the URL."""
-
-
-def check_device_id(device: str) -> str:
-    if not isinstance(device, str) or not DEVICE_ID.match(device):
-        raise ValueError(f"invalid device id {device!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    return device
-
-
-@dataclass(frozen=True)
-class Keys:
-    prefix: str
-    device: str
-
-    def __post_init__(self) -> None:
-        check_device_id(self.device)
-
-    def stream(self, name: str) -> str:
-        return f"{self.prefix}dev:{self.device}:{name}"
-
-    @property
-    def telemetry(self) -> str:
-        return self.stream("telemetry")
-
-    @property
-    def requests(self) -> str:
-        return self.stream("requests")
-
-    @property
-    def events(self) -> str:
-        return self.stream("events")
-
-    @property
-    def latest(self) -> str:
-        return self.stream("latest")
-
-    @property
-    def state(self) -> str:
-        return self.stream("state")
-
-    @property
-    def actions(self) -> str:
-        return self.stream("actions")
-
-    @property
-    def action_results(self) -> str:
-        return self.stream("action_results")
-
-    @property
-    def admission(self) -> str:
-        return self.stream("admission")
-
-    def rollup(self, step_s: int) -> str:
-        return self.stream(f"rollup:{step_s}")
 
 
 STREAM_FOR_KIND = {
@@ -128,12 +77,6 @@ STREAM_FOR_KIND = {
 
 def stream_id(ts: float) -> str:
     return f"{int(ts * 1000)}-*"
-
-
-def id_ms(entry_id: str | bytes) -> int:
-    if isinstance(entry_id, bytes):
-        entry_id = entry_id.decode()
-    return int(entry_id.split("-", 1)[0])
 
 
 def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
@@ -163,7 +106,8 @@ def _describe(client: redis.Redis) -> str:
 
 
 def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
-    return json.loads(fields["j"])
+    """One entry's record; raises BadEntry (a ValueError) for one that is not a usable record."""
+    return decode(fields)
 
 
 def decode_state(raw: dict[str, str]) -> dict[str, Any]:
@@ -173,17 +117,31 @@ def decode_state(raw: dict[str, str]) -> dict[str, Any]:
         if k == "__ts":
             continue
         try:
-            state[k] = json.loads(v)
-        except ValueError:
+            state[k] = json.loads(v, parse_constant=_no_constant)
+        except ValueError:  # not JSON (or NaN/Infinity, which JSON has not): kept as text
             state[k] = v
     return state
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _finite(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 class TelemetryStore:
     """Write and read one Redis's device data. Cheap to construct; holds no state but the client."""
 
     def __init__(self, client: redis.Redis, prefix: str | None = None):
-        self.r = client
+        # redis-py annotates every command as `Awaitable[Any] | Any` (one stub for its sync and
+        # async clients); replies are checked where they are used, so the client is typed as Any
+        self.r: Any = client
         self.prefix = (
             prefix
             if prefix is not None
@@ -197,10 +155,29 @@ class TelemetryStore:
     def keys(self, device: str) -> Keys:
         return Keys(self.prefix, device)
 
+    @property
+    def global_keys(self) -> GlobalKeys:
+        return GlobalKeys(self.prefix)
+
+    # -- small repositories on the same client (collectors/repos.py) -------------------------
+    @property
+    def memos(self) -> RuleMemos:
+        return RuleMemos(self)
+
+    def action_queue(self, device: str) -> ActionQueue:
+        return ActionQueue(self, device)
+
+    def action_log(self, device: str) -> ActionLog:
+        return ActionLog(self, device)
+
+    def lock(self, name: str, ttl_s: float) -> bool:
+        """Take a named lock for `ttl_s` (SET NX EX): True for the one caller that got it."""
+        return bool(self.r.set(self.global_keys.lock(name), "1", nx=True, px=max(1, int(ttl_s * 1000))))
+
     # -- devices -------------------------------------------------------------------------
     def register_device(self, device: str, **meta: Any) -> None:
         check_device_id(device)
-        key = f"{self.prefix}devices"
+        key = self.global_keys.devices
         current = self.r.hget(key, device)
         info = json.loads(current) if current else {}
         info.update({k: v for k, v in meta.items() if v is not None})
@@ -208,7 +185,7 @@ class TelemetryStore:
         self.r.hset(key, device, dumps(info))
 
     def devices(self) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(f"{self.prefix}devices")
+        raw = self.r.hgetall(self.global_keys.devices)
         names = sorted(raw)
         pipe = self.r.pipeline(transaction=False)
         for device in names:
@@ -224,58 +201,60 @@ class TelemetryStore:
 
     def device_ids(self) -> list[str]:
         """The registered device ids, sorted (one HKEYS; what the Celery fan-outs need)."""
-        return sorted(d for d in self.r.hkeys(f"{self.prefix}devices") if DEVICE_ID.match(d))
+        return sorted(d for d in self.r.hkeys(self.global_keys.devices) if DEVICE_ID.match(d))
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:
-        """Append recording-format records for a device (one pipeline round trip)."""
+        """Append recording-format records for a device (one pipeline round trip); returns how
+        many were stored. A record of the wrong shape (collectors/entries.py) is skipped and counted
+        in the device's `ingest_rejected_total`, never stored and never an exception."""
         keys = self.keys(device)
-        records = list(records)
         pipe = self.r.pipeline(transaction=False)
         latest: dict[str, str] = {}
         state: dict[str, str] = {}
         newest = None
-        count = 0
+        kept: list[tuple[str, str, float]] = []  # (stream name, entry text, ts)
+        rejected = 0
         for record in records:
+            text, why = encode(record)
+            if text is None:
+                rejected += 1
+                _log.warning("device %s: record refused at ingest: %s", device, why)
+                continue
             kind = record_kind(record)
-            stream = keys.stream(STREAM_FOR_KIND[kind])
-            pipe.xadd(
-                stream,
-                {"j": dumps(record)},
-                id=stream_id(record["ts"]),
-                maxlen=MAXLEN[STREAM_FOR_KIND[kind]],
-                approximate=True,
-            )
+            name = STREAM_FOR_KIND[kind]
+            pipe.xadd(keys.stream(name), {"j": text}, id=stream_id(record["ts"]), maxlen=MAXLEN[name],
+                      approximate=True)
+            kept.append((name, text, record["ts"]))
             if kind == "values":
                 latest.update({k: repr(float(v)) for k, v in record["values"].items()})
             elif kind == "state":
                 state.update({k: dumps(v) for k, v in record["state"].items()})
             if kind in ("values", "state"):
                 newest = max(newest or 0.0, record["ts"])
-            count += 1
+        latest.pop(REJECTED_FIELD, None)  # ours: a device cannot reset its own count
         if latest:
             latest["__ts"] = repr(newest)
             pipe.hset(keys.latest, mapping=latest)
         if state:
             state["__ts"] = repr(newest)
             pipe.hset(keys.state, mapping=state)
+        if rejected:
+            pipe.hincrby(keys.latest, REJECTED_FIELD, rejected)
+        if not kept and not rejected:
+            return 0
         results = pipe.execute(raise_on_error=False)
-        if any(isinstance(r, redis.ResponseError) for r in results[: len(records)]):
+        if any(isinstance(r, redis.ResponseError) for r in results[: len(kept)]):
             # An ID older than the stream's newest (clock step, two writers): keep the data,
             # let Redis pick the ID; the record's own `ts` stays authoritative.
-            self._publish_auto_ids(keys, records, results)
-        return count
+            self._publish_auto_ids(keys, kept, results)
+        return len(kept)
 
-    def _publish_auto_ids(
-        self, keys: Keys, records: list[dict[str, Any]], results: list[Any]
-    ) -> None:
+    def _publish_auto_ids(self, keys: Keys, kept: list[tuple[str, str, float]], results: list[Any]) -> None:
         pipe = self.r.pipeline(transaction=False)
-        for record, result in zip(records, results, strict=False):
+        for (name, text, _ts), result in zip(kept, results, strict=False):
             if isinstance(result, redis.ResponseError):
-                kind = STREAM_FOR_KIND[record_kind(record)]
-                pipe.xadd(
-                    keys.stream(kind), {"j": dumps(record)}, maxlen=MAXLEN[kind], approximate=True
-                )
+                pipe.xadd(keys.stream(name), {"j": text}, maxlen=MAXLEN[name], approximate=True)
         pipe.execute()
 
     # -- reading -------------------------------------------------------------------------
@@ -289,15 +268,22 @@ class TelemetryStore:
         values = {}
         for k, v in raw.items():
             try:
-                values[k] = float(v)
+                value = float(v)
             except ValueError:
                 continue
-        return {"ts": float(ts) if ts else None, "values": values, "state": decode_state(state_raw)}
+            if math.isfinite(value):  # NaN/Infinity written around the store is not JSON: skipped
+                values[k] = value
+        return {"ts": _finite(ts), "values": values, "state": decode_state(state_raw)}
+
+    def last_seen(self, device: str) -> float | None:
+        """When the device last published values (its latest hash's `__ts`); None if never. The
+        rules' device_down reads it when their cached window is cold."""
+        return _finite(self.r.hget(self.keys(device).latest, "__ts"))
 
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
         (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""
-        devices = sorted(self.r.hkeys(f"{self.prefix}devices"))
+        devices = sorted(d for d in self.r.hkeys(self.global_keys.devices) if DEVICE_ID.match(d))
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
             pipe.hgetall(self.keys(device).latest)
@@ -314,14 +300,36 @@ class TelemetryStore:
         """Records of one stream between two epoch times (inclusive)."""
         start = f"{int(since * 1000)}" if since is not None else "-"
         end = f"{int(until * 1000)}" if until is not None else "+"
-        entries = self.r.xrange(self.keys(device).stream(stream), start, end, count=count)
-        return [decode_entry(fields) for _id, fields in entries]
+        key = self.keys(device).stream(stream)
+        return decode_all(self.r.xrange(key, start, end, count=count), key)
 
     def tail(
         self, device: str, stream: str = "telemetry", count: int = 100
     ) -> list[dict[str, Any]]:
-        entries = self.r.xrevrange(self.keys(device).stream(stream), count=count)
-        return [decode_entry(fields) for _id, fields in reversed(entries)]
+        key = self.keys(device).stream(stream)
+        return decode_all(reversed(self.r.xrevrange(key, count=count)), key)
+
+    def read_after(self, device: str, streams: Iterable[str], after: dict[str, str], since: float
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Incremental read for a cached window (one round trip): each stream's entries after the
+        entry id in `after` (or from `since` when it has none), plus the decoded state hash.
+        `after` is advanced to the last entry read, bad entries included (they are skipped, so
+        nothing read is read twice and nothing unread is passed over); records sorted by ts."""
+        keys = self.keys(device)
+        streams = list(streams)
+        pipe = self.r.pipeline(transaction=False)
+        for stream in streams:
+            last = after.get(stream)
+            pipe.xrange(keys.stream(stream), f"({last}" if last else str(int(since * 1000)), "+")
+        pipe.hgetall(keys.state)
+        *results, state_raw = pipe.execute()
+        records: list[dict[str, Any]] = []
+        for stream, entries in zip(streams, results, strict=True):
+            records.extend(decode_all(entries, keys.stream(stream)))
+            if entries:
+                after[stream] = entries[-1][0]
+        records.sort(key=lambda r: r["ts"])
+        return records, decode_state(state_raw)
 
     # -- admission limits (read by the proxy at run time, written by the throttle action) ----
     def set_admission(self, device: str, scope: str, limits: dict[str, Any] | None) -> None:
@@ -348,13 +356,11 @@ class TelemetryStore:
         pipe = self.r.pipeline(transaction=False)
         count = 0
         for record in records:
-            pipe.xadd(
-                key,
-                {"j": dumps(record)},
-                id=stream_id(record["ts"]),
-                maxlen=ROLLUP_MAXLEN,
-                approximate=True,
-            )
+            try:
+                text = dumps(record)
+            except ValueError:  # a non-finite mean: that bucket is skipped, the pass goes on
+                continue
+            pipe.xadd(key, {"j": text}, id=stream_id(record["ts"]), maxlen=ROLLUP_MAXLEN, approximate=True)
             count += 1
         if count:
             pipe.execute(raise_on_error=False)  # a bucket already written keeps its first version
@@ -370,26 +376,25 @@ class TelemetryStore:
     ) -> list[dict[str, Any]]:
         start = f"{int(since * 1000)}" if since is not None else "-"
         end = f"{int(until * 1000)}" if until is not None else "+"
-        entries = self.r.xrange(self.keys(device).rollup(step_s), start, end, count=count)
-        return [decode_entry(fields) for _id, fields in entries]
+        key = self.keys(device).rollup(step_s)
+        return decode_all(self.r.xrange(key, start, end, count=count), key, rollup=True)
 
     def last_rollup_ts(self, device: str, step_s: int) -> float | None:
-        entries = self.r.xrevrange(self.keys(device).rollup(step_s), count=1)
-        return decode_entry(entries[0][1])["ts"] if entries else None
+        key = self.keys(device).rollup(step_s)
+        records = decode_all(self.r.xrevrange(key, count=5), key, rollup=True)  # the newest usable one
+        return records[0]["ts"] if records else None
 
     # -- age limits (called by the server's rollup pass; the count caps above always apply) ------
     def trim_before(self, device: str, stream: str, ts: float, approximate: bool = False) -> int:
         """Drop entries of one stream older than `ts` (XTRIM MINID); returns how many went."""
-        return self.r.xtrim(
-            self.keys(device).stream(stream), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).stream(stream), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def trim_rollups_before(
         self, device: str, step_s: int, ts: float, approximate: bool = False
     ) -> int:
-        return self.r.xtrim(
-            self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}", approximate=approximate
-        )
+        return int(self.r.xtrim(self.keys(device).rollup(step_s), minid=f"{int(ts * 1000)}",
+                                approximate=approximate))
 
     def read_chunks(
         self, device: str, stream: str, since: float, until: float, chunk: int = 5000
@@ -400,8 +405,7 @@ class TelemetryStore:
         end = f"{int(until * 1000) - 1}"  # a bare ms ID as end means every entry of that ms
         while True:
             entries = self.r.xrange(key, start, end, count=chunk)
-            for _id, fields in entries:
-                yield decode_entry(fields)
+            yield from decode_all(entries, key)
             if len(entries) < chunk:
                 return
             start = f"({entries[-1][0]}"
@@ -409,7 +413,7 @@ class TelemetryStore:
     def fleet(self) -> dict[str, dict[str, Any]]:
         """Every device's registration info and raw latest-values hash in two round trips:
         device -> {"info": {...}, "latest": {series key: value text, "__ts": ...}}."""
-        raw = self.r.hgetall(f"{self.prefix}devices")
+        raw = self.r.hgetall(self.global_keys.devices)
         devices = sorted(d for d in raw if DEVICE_ID.match(d))
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
@@ -430,6 +434,3 @@ class TelemetryStore:
             removed += self.r.delete(key)
         return removed
 
-
-def now() -> float:
-    return time.time()

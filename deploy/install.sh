@@ -99,12 +99,10 @@ agent)
   [ -n "$AGENT_KEY" ] || { echo "--agent-only needs --agent-key (from: install.sh --add-device on the server)" >&2; exit 2; }
   apt_install python3-venv ca-certificates
   install_code
-  # No Django, Celery or Plotly on the device: the package without its dependencies, plus the
-  # agent's own small set.
-  "$PREFIX/.venv/bin/pip" install -q --no-deps "$PREFIX"
-  "$PREFIX/.venv/bin/pip" install -q -r "$PREFIX/deploy/requirements-agent.txt"
+  # No Django, Celery or Plotly on the device: `pip install .` is the agent and its few dependencies.
+  "$PREFIX/.venv/bin/pip" install -q "$PREFIX"
   case "$(extras)" in
-    jetson) "$PREFIX/.venv/bin/pip" install -q 'jetson-stats>=4.2,<8' ;;
+    jetson) "$PREFIX/.venv/bin/pip" install -q "$("$PREFIX/deploy/jetson-stats-spec.sh")" ;;  # the host jtop service's version
     nvml) "$PREFIX/.venv/bin/pip" install -q 'nvidia-ml-py>=12.535,<14' ;;
   esac
   install_agent_env "$REDIS_URL_ARG" "$AGENT_KEY"
@@ -126,12 +124,22 @@ add-device)
   ;;
 server)
   apt_install python3-venv redis-server nginx-light openssl ca-certificates
+  # ThoxDash needs Redis >= 7.0 (collectors/redis_version.py); Ubuntu 22.04 (JetPack 6) apt has 6.0.
+  redis_v="$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')"
+  if [ "${redis_v%%.*}" -lt 7 ] 2>/dev/null; then
+    echo "Redis $redis_v from apt is too old: ThoxDash needs Redis >= 7.0 (stream IDs <ms>-*, XAUTOCLAIM," >&2
+    echo "XTRIM MINID). Add Redis' own apt repository (redis.io: install Redis on Linux), apt-get install" >&2
+    echo "redis-server again, then re-run this script." >&2
+    exit 1
+  fi
   getent passwd thoxdash >/dev/null || useradd --system --home "$STATE" --shell /usr/sbin/nologin thoxdash
   install -d -m 0750 -o thoxdash -g thoxdash "$STATE"
   install_code
-  "$PREFIX/.venv/bin/pip" install -q "$PREFIX"
+  # the versions `make setup` tests (hashed lock), then the package with its server side
+  "$PREFIX/.venv/bin/pip" install -q --require-hashes -r "$PREFIX/requirements.lock"
+  "$PREFIX/.venv/bin/pip" install -q --no-deps "${PREFIX}[server]"
   case "$(extras)" in
-    jetson) "$PREFIX/.venv/bin/pip" install -q "${PREFIX}[jetson]" ;;
+    jetson) "$PREFIX/.venv/bin/pip" install -q "$("$PREFIX/deploy/jetson-stats-spec.sh")" ;;  # the host jtop service's version
     nvml) "$PREFIX/.venv/bin/pip" install -q "${PREFIX}[nvml]" ;;
   esac
   mkdir -p "$ETC/tls"

@@ -113,15 +113,19 @@ def build() -> int:
     first = power_gui_csv.throttle_points(next(iter(_rows())))
     header = {
         "device": "demo-agx-orin",
-        "board": {"kind": "jetson", "model": "NVIDIA Jetson AGX Orin 64GB (recorded)", "l4t": "36.x", "nvpmodel": "MAXN"},
+        "board": {"kind": "jetson", "model": "NVIDIA Jetson AGX Orin 64GB (recorded)", "l4t": "36.x",
+                  "nvpmodel": "MAXN"},
         "config": {
             "runtimes": [
-                {"name": "ollama", "kind": "ollama", "url": "http://127.0.0.1:11434", "ceiling_bytes": 5_500_000_000, "priority": "background"},
-                {"name": "tensorrt_llm", "kind": "tensorrt_llm", "url": "http://127.0.0.1:8000", "ceiling_bytes": 6_000_000_000, "priority": "essential"},
+                {"name": "ollama", "kind": "ollama", "url": "http://127.0.0.1:11434",
+                 "ceiling_bytes": 5_500_000_000, "priority": "background"},
+                {"name": "tensorrt_llm", "kind": "tensorrt_llm", "url": "http://127.0.0.1:8000",
+                 "ceiling_bytes": 6_000_000_000, "priority": "essential"},
                 {"name": "cuquantum", "kind": "cuquantum", "ceiling_bytes": 2_500_000_000, "priority": "background"},
                 {"name": "triton", "kind": "triton", "url": "http://127.0.0.1:8001", "priority": "critical"},
             ],
-            "slos": [{"runtime": "triton", "model": "yolo26n", "deadline_s": 0.0417, "target_ratio": 0.999, "window_s": 60}],
+            "slos": [{"runtime": "triton", "model": "yolo26n", "deadline_s": 0.0417, "target_ratio": 0.999,
+                      "window_s": 60}],
             "isolated_cpus": "10-11",
             "want_locked_clocks": True,
             "throttle_celsius": first,

@@ -9,7 +9,7 @@ import sys
 try:
     from scripts import debian
 except ImportError:  # run as `python scripts/<name>.py`
-    import debian
+    import debian  # type: ignore[no-redef]
 
 CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 try:
     from scripts import debian
 except ImportError:  # run as `python scripts/<name>.py`
-    import debian
+    import debian  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("THOXDASH_RUN_DIR", ROOT / ".run"))

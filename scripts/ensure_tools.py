@@ -1,6 +1,7 @@
 """Make sure the Debian tools the tests drive are installed (`make test` calls this).
 
-prometheus + promtool (tests/test_metrics.py), nginx (tests/test_deploy.py), openssl (TLS test
+prometheus + promtool (tests/test_metrics.py), prometheus-alertmanager (tests/test_alertmanager_push.py),
+nginx (tests/test_deploy.py), openssl (TLS test
 certificates), systemd-analyze (unit verification), redis-server (fault tests run their own).
 Installs the missing packages with apt-get when root; otherwise says what to install and fails.
 Standard library only.
@@ -16,12 +17,13 @@ import sys
 try:
     from scripts import debian
 except ImportError:  # run as `python scripts/<name>.py`
-    import debian
+    import debian  # type: ignore[no-redef]
 
 # executable -> (Debian package, fallback paths)
 TOOLS: dict[str, tuple[str, tuple[str, ...]]] = {
     "promtool": ("prometheus", ("/usr/bin/promtool",)),
     "prometheus": ("prometheus", ("/usr/bin/prometheus",)),
+    "prometheus-alertmanager": ("prometheus-alertmanager", ("/usr/bin/prometheus-alertmanager",)),
     "nginx": ("nginx-light", ("/usr/sbin/nginx",)),
     "openssl": ("openssl", ("/usr/bin/openssl",)),
     "systemd-analyze": ("systemd", ("/usr/bin/systemd-analyze",)),
@@ -47,7 +49,7 @@ def main() -> int:
     print(f"installing {' '.join(packages)} ...", file=sys.stderr)
     _, why = debian.install(packages, recommends=False)
     # The Debian packages start services on install; the tests run their own instances.
-    for service in ("nginx", "prometheus"):
+    for service in ("nginx", "prometheus", "prometheus-alertmanager"):
         subprocess.run(["systemctl", "stop", service], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        check=False)
     left = missing()

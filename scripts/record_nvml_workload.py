@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     source.close()
 
     first = records[0]
-    state = next((r["state"] for r in records if "state" in r), {})
+    state: dict[str, Any] = next((r["state"] for r in records if "state" in r), {})
     header = {"thoxdash_recording": 1, "device": "h100-nvml",
               "board": {"kind": "dgpu", "gpu": state.get("gpu_name"), "driver": state.get("driver_version")},
               "notes": ("Real NVML telemetry recorded by collectors.sources.nvml.NvmlSource every "

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from tests import fake_device
 from tests.stack import free_port
 
 
@@ -77,8 +78,9 @@ class RedisServer:
 class Receiver:
     """A webhook receiver on a fixed port that can be taken down and brought back."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, delay_s: float = 0.0):
         self.port = port or free_port()
+        self.delay_s = delay_s  # how long each answer waits after the body was recorded
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -98,10 +100,15 @@ class Receiver:
                 except ValueError:
                     owner.bodies.append({"raw": raw.decode(errors="replace")})
                 owner.headers.append(dict(self.headers))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                if owner.delay_s:
+                    time.sleep(owner.delay_s)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:  # the sender went away mid-request (a killed worker)
+                    pass
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -153,3 +160,61 @@ def sigkill_tree(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             continue
     proc.wait(10)
+
+
+ROOT_DIR = Path(__file__).resolve().parent.parent
+
+
+def agent_root(tmp: Path) -> Path:
+    """A fake device tree (actions act on it, never on this machine) with this machine's /proc
+    counters copied in, so the host source samples every second."""
+    root = fake_device.build(tmp / "root")
+    for name in ("stat", "meminfo", "loadavg"):
+        (root / "proc").mkdir(exist_ok=True)
+        (root / "proc" / name).write_text(Path("/proc", name).read_text())
+    return root
+
+
+class MakeRun:
+    """scripts/run.sh (what `make run` starts) on a free port over a given Redis, with its own
+    database, run dir and key prefix; the agent reads a fake device tree (`agent_root`)."""
+
+    DEVICE = "fault-host"
+    KEY = "fault-run-agent-key"
+    PASSWORD = "admin-pass-123"
+
+    def __init__(self, tmp: Path, redis_url: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.root = agent_root(tmp)
+        self.log = tmp / "make-run.log"
+        self.prefix = "thoxfaultrun:"
+        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "REDIS_URL": redis_url,
+                    "THOXDASH_REDIS_PREFIX": self.prefix, "THOXDASH_RUN_DIR": str(tmp / "run"),
+                    "THOXDASH_PORT": str(self.port), "THOXDASH_ADMIN_PASSWORD": self.PASSWORD,
+                    "THOXDASH_SECRET_KEY": "test-secret-key-for-the-fault-run-only-0123456789",
+                    "THOXDASH_AGENT_KEY": self.KEY, "THOXDASH_METRICS_TOKEN": "fault-run-token",
+                    "THOXDASH_DEVICE": self.DEVICE, "THOXDASH_AGENT_ROOT": str(self.root),
+                    "DJANGO_SETTINGS_MODULE": "thoxdash.settings", "PYTHONPATH": str(ROOT_DIR)}
+        self.env.pop("PYTEST_CURRENT_TEST", None)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT_DIR, env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def exits(self) -> list[str]:
+        return [line for line in self.text().splitlines() if "exited with code" in line]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # the supervisor stops every process it started
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)

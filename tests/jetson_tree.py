@@ -33,7 +33,8 @@ BOARDS = {
         "rails": {"1-0040": ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]},
         "zones": ["cpu", "gpu", "cv0", "soc0", "soc1", "soc2", "tj"],
         "modes": ["15W", "25W", "MAXN_SUPER", "7W"], "mode": 2,
-        "release": "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025",
+        "release": "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic,"
+                   " EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025",
     },
     "agx-orin-jp5": {
         "model": "Jetson AGX Orin", "ncpu": 12, "gpu": "17000000.ga10b", "of_name": "ga10b",
@@ -41,7 +42,8 @@ BOARDS = {
         "rails": {"1-0040": ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"], "1-0041": ["NC", "VDDQ_VDD2_1V8AO", "NC"]},
         "zones": ["CPU", "GPU", "CV0", "CV1", "CV2", "SOC0", "SOC1", "SOC2", "Tj"],
         "modes": ["MAXN", "15W", "30W", "50W"], "mode": 0,
-        "release": "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023",
+        "release": "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref,"
+                   " EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023",
     },
     "thor-jp7": {
         "model": "NVIDIA Jetson AGX Thor Developer Kit", "ncpu": 14, "gpu": "gpu-gpc-0", "of_name": None,
@@ -49,7 +51,8 @@ BOARDS = {
         "rails": {"2-0040": ["VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0"]},
         "zones": ["cpu", "gpu", "soc", "tj"],
         "modes": ["MAXN", "120W", "90W"], "mode": 0,
-        "release": "# R38 (release), REVISION: 2.0, GCID: 41844464, BOARD: generic, EABI: aarch64, DATE: Fri Aug 22 00:00:00 UTC 2025",
+        "release": "# R38 (release), REVISION: 2.0, GCID: 41844464, BOARD: generic,"
+                   " EABI: aarch64, DATE: Fri Aug 22 00:00:00 UTC 2025",
     },
 }
 RAIL_MV = 5000  # the INA3221 inputs sit near 5 V on these modules
@@ -201,7 +204,8 @@ class JetsonTree:
         _write(self.proc / "vmstat", "pswpin 0\npswpout 0")
         _write(self.proc / "swaps", "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
                                     "/dev/zram0                              partition\t635000\t\t0\t\t5")
-        _write(self.proc / "buddyinfo", "Node 0, zone      DMA     10      8      5      3      2      1      1      0      1      1     12")
+        _write(self.proc / "buddyinfo",
+               "Node 0, zone      DMA     10      8      5      3      2      1      1      0      1      1     12")
         self.set_memory(total=7620 * 1024 * 1024, used=2400 * 1024 * 1024, swap_total=0, swap_used=0)
         self.set_processes({})
         return self
@@ -257,7 +261,8 @@ class JetsonTree:
         rows.append(f"total {sum(kb for _, kb in processes.values()):43d}K")
         _write(self.sys / "kernel/debug/nvmap/iovmm/maps", "\n".join(rows))
         for pid, (name, _kb) in processes.items():
-            _write(self.proc / f"{pid}/stat", f"{pid} ({name}) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 5000 1000 0 0 20 0 12 0 100 1000000 2000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0")
+            _write(self.proc / f"{pid}/stat", f"{pid} ({name}) S 1 {pid} {pid} 0 -1 4194560 1 0 0 0 5000 1000 0 0 "
+                   "20 0 12 0 100 1000000 2000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0")
             _write(self.proc / f"{pid}/statm", "100000 50000 1000 10 0 2000 0")
             _write(self.proc / f"{pid}/comm", name)
             _write(self.proc / f"{pid}/loginuid", 0)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from collectors.proxy.publisher import Publisher
 from collectors.proxy.server import Proxy, serve
+from collectors.proxy.settings import ProxySettings
 from collectors.store import TelemetryStore
 
 DEVICE = "proxy-test"
@@ -32,10 +33,14 @@ class Running:
 
 
 async def start_proxy(
-    upstream_url: str, store: TelemetryStore | None, runtime: str = "ollama", **publisher_kw: Any
+    upstream_url: str,
+    store: TelemetryStore | None,
+    runtime: str = "ollama",
+    settings: ProxySettings | None = None,
+    **publisher_kw: Any,
 ) -> Running:
     loop = asyncio.get_running_loop()
-    proxy = Proxy(upstream_url, runtime, DEVICE)
+    proxy = Proxy(upstream_url, runtime, DEVICE, settings=settings)
     publisher = Publisher(
         store,
         DEVICE,
@@ -44,10 +49,10 @@ async def start_proxy(
         admission_interval=0.05,
         on_admission=lambda raw: loop.call_soon_threadsafe(proxy.set_limits, raw),
         gauges=proxy.gauges,
-        build=proxy.build_records,
+        build=proxy.records.build,
         **publisher_kw,
     )
-    proxy.publisher = publisher
+    proxy.records.publisher = publisher
     runner = await serve(proxy, "127.0.0.1", 0)
     publisher.start()
     host, port = runner.addresses[0][:2]

@@ -1,5 +1,30 @@
-"""Loopback HTTP servers that speak the runtimes' admin protocols (as documented in each client's
-module docstring), for tests and benches. Real sockets, real HTTP; the state is a small dict."""
+"""Loopback HTTP servers that speak the admin protocols of runtimes that cannot run here, for tests
+and benches. Real sockets, real HTTP; the state is a small dict. Each fake follows its project's
+own source at a pinned commit (field names, status codes, error bodies, metric names):
+
+- Ollama: ollama/ollama fb30760996871fa9460115c753afd2c60d4ab0f7, api/types.go
+  (ProcessResponse/ProcessModelResponse, ModelDetails, GenerateResponse + Metrics),
+  server/routes.go (routes; unload = `c.JSON(200, GenerateResponse{Done: true, DoneReason:
+  "unload"})`, 404 `model '%s' not found`), server/sched.go (ErrMaxQueue text).
+- vLLM: vllm-project/vllm a6f0308cfe806b7731ad4979c9bea6e470c35efd, vllm/v1/metrics/loggers.py
+  (PrometheusStatLogger: labels model_name + engine; histograms vllm:time_to_first_token_seconds,
+  vllm:e2e_request_latency_seconds, ...); later versions of that file rename
+  time_per_output_token_seconds to inter_token_latency_seconds and gpu_cache_usage_perc to
+  kv_cache_usage_perc, the names served here (the scrape reads both).
+- Triton: triton-inference-server/server c203d3783fc1fa77da47228e1d107f009cd0b104,
+  docs/protocol/extension_statistics.md ($model_stat, $inference_stats, $duration_stat) and
+  332bef3f7ee4499fbf52e066020e748d5bde98eb docs/protocol/extension_model_repository.md (index,
+  unload; errors {"error": $string}).
+- TensorRT-LLM trtllm-serve: NVIDIA/TensorRT-LLM e7f7345e31e574b5d0918b756b871882c7346b3c,
+  tensorrt_llm/serve/openai_server.py (/health 200 with no body, /v1/models ModelList, /metrics =
+  a JSON list of iteration stats drained by the read, /prometheus/metrics only with
+  return_perf_metrics) and 89fd9b74ab7ae753b4c6b3db25a400dca7ea54a0 tensorrt_llm/metrics/collector.py
+  (request_success_total, e2e_request_latency_seconds, time_to_first_token_seconds,
+  time_per_output_token_seconds, request_queue_time_seconds; labels model_name, engine_type).
+- llama.cpp: not a fake any more for behaviour (tests/test_real_llamacpp*.py run the real server);
+  `llamacpp_routes` serves recorded answers of llama-server b1-0c1e570 (the llama-cpp-python 0.3.36
+  sdist) for unit tests of parsing.
+"""
 
 from __future__ import annotations
 
@@ -106,11 +131,10 @@ def ollama_routes(state: OllamaState) -> dict[tuple[str, str], Handler]:
         name = body.get("model")
         if name not in state.models:
             return js(404, {"error": f"model '{name}' not found"})
-        if body.get("keep_alive") == 0:
+        if body.get("keep_alive") == 0:  # routes.go: c.JSON(http.StatusOK, api.GenerateResponse{...})
             del state.models[name]
-            line = {"model": name, "created_at": "2026-11-23T12:00:00Z", "response": "", "done": True,
-                    "done_reason": "unload"}
-            return 200, "application/x-ndjson", (json.dumps(line) + "\n").encode()
+            return js(200, {"model": name, "created_at": "2026-11-23T12:00:00Z", "response": "", "done": True,
+                            "done_reason": "unload"})
         return js(400, {"error": "only unload is served here"})
 
     return {("GET", "/"): lambda r: text(200, "Ollama is running", "text/plain"),
@@ -157,10 +181,12 @@ def llamacpp_routes(state: LlamaState) -> dict[tuple[str, str], Handler]:
         return js(200, {"status": "ok"})
 
     def slots(req: Request) -> Reply:
-        return js(200, [{"id": 0, "n_ctx": 4096, "is_processing": True, "params": {},
-                         "next_token": {"n_decoded": 12, "n_remain": -1}},
-                        {"id": 1, "n_ctx": 4096, "is_processing": False, "params": {},
-                         "next_token": {"n_decoded": 0, "n_remain": -1}}])
+        # real shape: next_token is a list; a never-used slot has only these four fields
+        return js(200, [{"id": 0, "n_ctx": 4096, "speculative": False, "is_processing": True, "id_task": 7,
+                         "n_prompt_tokens": 20, "n_prompt_tokens_processed": 20, "n_prompt_tokens_cache": 0,
+                         "params": {}, "next_token": [{"has_next_token": True, "has_new_line": False,
+                                                        "n_remain": 52, "n_decoded": 12}]},
+                        {"id": 1, "n_ctx": 4096, "speculative": False, "is_processing": False}])
 
     def models(req: Request) -> Reply:
         if state.router:
@@ -175,7 +201,7 @@ def llamacpp_routes(state: LlamaState) -> dict[tuple[str, str], Handler]:
             return js(404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})
         name = (req.body or {}).get("model")
         if state.router.get(name) != "loaded":
-            return js(400, {"error": {"code": 400, "message": "model is not loaded", "type": "invalid_request_error"}})
+            return js(400, {"error": {"code": 400, "message": "model is not running", "type": "invalid_request_error"}})
         state.router[name] = "unloaded"
         return js(200, {"success": True})
 
@@ -238,3 +264,32 @@ def vllm_routes(state: dict[str, Any]) -> dict[tuple[str, str], Handler]:
                 {"id": "Qwen/Qwen3-0.6B", "object": "model", "owned_by": "vllm", "max_model_len": 4096}]}),
             ("GET", "/is_sleeping"): lambda r: js(200, {"is_sleeping": bool(state.get("sleeping"))}),
             ("POST", "/sleep"): sleep, ("GET", "/metrics"): lambda r: text(200, VLLM_METRICS)}
+
+
+def trtllm_metrics(n: int, ttft: float, tpot_n: int, tpot: float) -> str:
+    """/prometheus/metrics as tensorrt_llm/metrics/collector.py (89fd9b7) names it: no prefix,
+    labels model_name and engine_type (the server sets both to "undefined")."""
+    labels = 'engine_type="undefined",model_name="undefined"'
+    out = ""
+    for name, count, total in (("time_to_first_token_seconds", n, ttft),
+                               ("time_per_output_token_seconds", tpot_n, tpot)):
+        out += (f"# HELP {name} x\n# TYPE {name} histogram\n"
+                f'{name}_bucket{{{labels},le="+Inf"}} {count}\n'
+                f"{name}_count{{{labels}}} {count}\n{name}_sum{{{labels}}} {total}\n")
+    out += ("# HELP request_success_total Count of successfully processed requests.\n"
+            "# TYPE request_success_total counter\n"
+            f'request_success_total{{{labels},finished_reason="stop"}} {n}\n')
+    return out
+
+
+def trtllm_routes(state: dict[str, Any]) -> dict[tuple[str, str], Handler]:
+    """trtllm-serve (openai_server.py e7f7345): /metrics drains the iteration stats it returns."""
+    def iteration_stats(req: Request) -> Reply:
+        stats, state["stats"] = state.get("stats", []), []
+        return js(200, stats)
+
+    return {("GET", "/health"): lambda r: (200, "text/plain", b""),
+            ("GET", "/v1/models"): lambda r: js(200, {"object": "list", "data": [
+                {"id": state.get("model", "llama"), "object": "model", "created": 1, "owned_by": "tensorrt_llm"}]}),
+            ("GET", "/metrics"): iteration_stats,
+            ("GET", "/prometheus/metrics"): lambda r: text(200, state.get("prometheus", ""))}

@@ -222,3 +222,70 @@ def test_a_hung_source_is_waited_for_once_not_every_tick():
     assert elapsed < 3.0, elapsed
     assert counter.seq >= 6
     assert agent.status["sleeper"].ok  # not yet past source_timeout: still just running
+
+
+def test_executor_recreates_its_consumer_group_after_redis_restarts_empty(redis_server, tmp_path):
+    """A Redis without persistence comes back with neither the actions stream nor its group: the
+    executor answered NOGROUP forever; now it makes the group again and the next action runs."""
+    from collectors.actions import signing
+    from collectors.actions.executor import Executor, ExecutorHook
+    from tests import fake_device
+
+    key = "k"
+    store = TelemetryStore(connect(redis_server.url, socket_connect_timeout=0.5, socket_timeout=1), prefix="t:")
+    root = fake_device.build(tmp_path / "root")
+    executor = Executor(store, "edge3", root, key=key, consumer="c")
+
+    def ask() -> str:
+        message = signing.build("edge3", "set_governor", {"cpus": "4-7", "value": "performance"})
+        store.action_queue("edge3").submit(signing.sign(message, key))
+        return message["id"]
+
+    first = ask()
+    assert [(r["request_id"], r["status"]) for r in executor.poll()] == [(first, "applied")]
+    redis_server.kill()
+    hook = ExecutorHook(executor)
+    hook(None, 0.0)
+    assert hook.running.exception(timeout=10) is not None  # the poll met the outage
+    hook(None, 0.0)  # the failure is noticed: backing off, no new poll started
+    assert hook.running is None and hook.backoff == 1.0
+    redis_server.start()  # empty
+    second = ask()
+    (result,) = executor.poll()
+    assert result["request_id"] == second and result["status"] == "applied", result
+    assert store.action_queue("edge3").results()[-1]["request_id"] == second
+    # Again, with no poll during the outage: the first read after it gets NOGROUP and recovers.
+    redis_server.kill()
+    redis_server.start()
+    third = ask()
+    assert [r["request_id"] for r in executor.poll()] == [third]
+
+
+def test_replay_rides_out_an_outage_and_registers_again(redis_server):
+    import threading
+
+    from collectors.recording import Recording
+    from collectors.replay import replay
+
+    store = TelemetryStore(connect(redis_server.url, socket_connect_timeout=0.5, socket_timeout=1), prefix="t:")
+    recording = Recording({"board": {"model": "demo"}},
+                          [{"ts": 100.0 + i * 0.1, "source": "s", "values": {"seq": float(i)}} for i in range(40)])
+    stop = threading.Event()
+    sent: list[int] = []
+    thread = threading.Thread(target=lambda: sent.append(replay(recording, store, "rep", speed=1.0, loop=True,
+                                                                stop=stop)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not store.read("rep") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    redis_server.kill()
+    time.sleep(2.0)
+    assert thread.is_alive()  # waiting, not dead
+    redis_server.start()  # empty: the device entry is gone too
+    deadline = time.monotonic() + 20
+    while not (store.read("rep") and "rep" in store.devices()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive() and sent and sent[0] > 0
+    assert store.read("rep") and "rep" in store.devices()

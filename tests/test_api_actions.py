@@ -161,12 +161,14 @@ def test_advisor_page_buttons_for_staff_only_and_escaping(client, device):
     page = client.get(f"/advisor/?device={name}").content.decode()
     assert "Transparent hugepages to never" in page and "madvise" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
-    assert "Apply recommended tuning" not in page and 'value="apply"' not in page
+    assert "Apply recommended tuning" not in page and "/advisor/confirm" not in page
     assert client.post("/advisor/do", {"device": name, "op": "apply", "rec": "thp"}).status_code == 403
     boss = User.objects.create_user("boss3", password="pw-boss-123", is_staff=True)
     client.force_login(boss)
     page = client.get(f"/advisor/?device={name}").content.decode()
-    assert "Apply recommended tuning" in page and 'value="apply"' in page
+    assert "Apply recommended tuning" in page and "/advisor/confirm?device=" in page
+    confirm = client.get(f"/advisor/confirm?device={name}&rec=thp&partial=1").content.decode()
+    assert 'value="thp"' in confirm and "→" in confirm and 'value="apply"' in confirm
     r = client.post("/advisor/do", {"device": name, "op": "apply", "rec": "thp"})
     assert r.status_code == 302
     row = ActionRequest.objects.get(device=name)

@@ -138,7 +138,8 @@ def test_v2_tree_runtime_discovery_limits_and_oom_event(tmp_path, monkeypatch):
     assert {"kind": "oom_kill", "scope": "host", "count": 1} in evs
 
 
-@pytest.mark.parametrize("garbage", ["", "max", "-5", "NaN", "1e400", "99999999999999999999999999", "\x00\xff", "12 34"])
+@pytest.mark.parametrize("garbage", ["", "max", "-5", "NaN", "1e400", "99999999999999999999999999", "\x00\xff",
+                                     "12 34"])
 def test_v2_garbage_numbers_are_unknown_not_errors(tmp_path, garbage):
     write(tmp_path, "memory.current", "1000\n")
     write(tmp_path, "memory.max", garbage)

@@ -121,7 +121,8 @@ def texts(page, selector: str) -> list[str]:
 
 
 def chart_points(page, chart: str) -> int:
-    return page.evaluate(f"(document.getElementById('{chart}').data || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
+    return page.evaluate(f"(document.getElementById('{chart}').data || [])"
+                         ".reduce((n, t) => n + (t.x ? t.x.length : 0), 0)")
 
 
 def test_every_page_renders_with_data_escaped_and_live(dash, dstore, browser):
@@ -141,13 +142,19 @@ def test_every_page_renders_with_data_escaped_and_live(dash, dstore, browser):
         assert page.locator(f'[data-nodata-for="{chart}"]').is_hidden()
     page.wait_for_function("(document.getElementById('chart-irq').data || []).length === 1")
     irq_labels = texts(page, "#chart-irq .ytick text")
-    assert HOSTILE in irq_labels
-    assert page.locator('[data-nodata-for="chart-slo"]').is_visible()  # no SLO set: says so
+    assert f"IRQ {HOSTILE}" in irq_labels
+    assert "No SLO is set" in page.inner_text("#slo-none")  # no SLO set: says so, and draws no empty axes
     legends = texts(page, "#chart-latency .legendtext")
     assert f"p99 ollama / {HOSTILE}" in legends
-    assert HOSTILE in texts(page, "#chart-memory .legendtext")
-    assert "ollama" in page.inner_text("#forecast") and "5.50 GB ceiling" in page.inner_text("#forecast")
-    assert "(isolated)" in " ".join(texts(page, "#chart-cpu .legendtext"))
+    # memory: each runtime against its own ceiling; one without a ceiling is named in the text above
+    assert texts(page, "#chart-memory .legendtext") == ["ollama"]
+    ollama = page.evaluate("document.getElementById('chart-memory').data[0].y.filter(v => v !== null)")
+    assert 0.7 < ollama[-1] < 0.8  # 4.1 GB of a 5.5 GB ceiling, as a share of that ceiling
+    forecast = page.inner_text("#forecast")
+    assert "5.50 GB ceiling" in forecast and f"{HOSTILE}: 1.00 GB (no ceiling)" in forecast
+    # CPU per core: a heatmap from 0 to 100 %, the isolated core marked
+    assert page.evaluate("document.getElementById('chart-cpu').data[0].type") == "heatmap"
+    assert "cpu3 ⊘" in texts(page, "#chart-cpu .ytick text")
     assert page.locator("#charts img").count() == 0 and page.dialogs == []
     # a live update reaches the chart
     before = int(page.eval_on_selector("#charts", "e => e.dataset.updates || '0'"))
@@ -326,7 +333,8 @@ def test_webhook_test_button_posts_to_the_endpoint(dash, browser):
     with socketserver.TCPServer(("127.0.0.1", 0), Hook) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        dash.manage("shell", "-c", f"from advisors.models import Webhook; Webhook.objects.create(url='{url}', format='json')")
+        dash.manage("shell", "-c",
+                    f"from advisors.models import Webhook; Webhook.objects.create(url='{url}', format='json')")
         page = open_page(browser, dash)
         page.goto(dash.url + "/settings/")
         page.locator("#webhooks tr", has_text=url).locator("button", has_text="Test").click()
@@ -337,18 +345,25 @@ def test_webhook_test_button_posts_to_the_endpoint(dash, browser):
     page.context.close()
 
 
-def test_apply_a_recommendation_and_see_the_audit_row(dash, dstore, browser):
+def test_apply_a_recommendation_and_see_the_audit_row(dash, dstore, browser, tmp_path):
     dstore.register_device("dash-apply", board={"model": "Jetson Orin Nano"})
     dstore.publish("dash-apply", [{"ts": time.time(), "source": "jtop", "values": {"gpu_load_ratio": 0.1}},
                                   {"ts": time.time(), "source": "tuning", "state": {"thp": "always"}}])
+    # an executor has read this device's action stream (what an agent does every tick): actions are on
+    from collectors.actions.executor import Executor
+
+    Executor(dstore, "dash-apply", tmp_path, key="test-agent-key", config={}).poll()
     page = open_page(browser, dash)
     page.goto(dash.url + "/devices/dash-apply/")
     assert page.locator('#checklist tr[data-check="thp"] .status').inner_text() in ("warn", "fail")
     page.goto(dash.url + "/advisor/?device=dash-apply")
-    row = page.locator("#recommendations tbody tr", has=page.locator("button[value=apply]")).first
+    row = page.locator('#recommendations tbody tr[data-rec="thp"]')
     row.wait_for()
     before = page.locator("#audit tbody tr[data-request]").count()
-    row.locator("button[value=apply]").click()
+    row.locator("a.confirm-link").click()
+    changes = page.locator('#confirm-dialog tr[data-step="thp"]')
+    assert changes.locator("td.old").inner_text() == "always" and changes.locator("td.new").inner_text() == "never"
+    page.locator("#confirm-apply").click()
     page.wait_for_selector(".msg-success")
     page.wait_for_function(f"document.querySelectorAll('#audit tbody tr[data-request]').length > {before}")
     audit = page.locator("#audit tbody tr[data-request]").first

@@ -48,7 +48,7 @@ def test_doctor_json_contract_on_an_untuned_tree(tmp_path):
     fake_device.add_process(root, 777, "gnome-shell")
     fake_device.add_process(root, 4242, "ollama")
     out = doctor("--root", str(root), "--json")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # THP "always" and swap in use fail: the exit status says so
     checks = json.loads(out.stdout)
     assert [c["check"] for c in checks] == list(CHECK_IDS)
     for c in checks:
@@ -84,6 +84,7 @@ def test_doctor_irqs_on_isolated_cores_and_terminal_output(tmp_path):
     assert out.returncode == 0, out.stderr
     line = next(line for line in out.stdout.splitlines() if "irq_affinity" in line)
     assert "[WARN]" in line and "57" in line
+    assert "IRQs kept off isolated cores" in line and "{" not in out.stdout and "null" not in out.stdout
     assert "11 ok, 1 warn" in out.stdout
 
 
@@ -105,3 +106,24 @@ def test_doctor_for_a_device_reads_its_published_state(store, monkeypatch, capsy
 def test_doctor_rejects_a_missing_root(tmp_path):
     out = doctor("--root", str(tmp_path / "nope"))
     assert out.returncode != 0 and "not a directory" in out.stderr
+
+
+def test_doctor_exits_1_when_a_check_fails_and_says_so_in_words(tmp_path):
+    root = fake_device.build(tmp_path / "root")
+    (root / "sys/kernel/mm/transparent_hugepage/enabled").write_text("[always] madvise never\n")
+    out = doctor("--root", str(root))
+    assert out.returncode == 1
+    line = next(line for line in out.stdout.splitlines() if "(cpu_governor)" in line)
+    assert "schedutil on 8 of 8 CPUs" in line
+    assert "exit status 1" in out.stdout
+
+
+@pytest.mark.django_db
+def test_doctor_names_an_unknown_device(store, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    from advisors import telemetry
+
+    monkeypatch.setattr(telemetry, "store", lambda: store)
+    with pytest.raises(CommandError, match="unknown device nosuch"):
+        call_command("doctor", "--device", "nosuch")

@@ -18,8 +18,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def login(client: httpx.Client, base: str, username: str, password: str) -> None:
     page = client.get(base + "/accounts/login/")
     token = page.cookies.get("csrftoken") or client.cookies.get("csrftoken")
-    r = client.post(base + "/accounts/login/", data={"username": username, "password": password,
-                                                     "csrfmiddlewaretoken": token}, headers={"Referer": base + "/accounts/login/"})
+    r = client.post(base + "/accounts/login/",
+                    data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+                    headers={"Referer": base + "/accounts/login/"})
     assert r.status_code in (200, 302)
 
 

@@ -49,3 +49,50 @@ def test_malformed_recording_is_a_clear_error(tmp_path):
     rec.write_text('{"ts": 1, "source": "a", "values": {}}\n{"ts": 2, "source"\n')
     with pytest.raises(CommandError, match="line 2: invalid JSON"):
         run(rec)
+
+
+def text(path, *args) -> str:
+    import io
+
+    out = io.StringIO()
+    call_command("evaluate", str(path), *args, stdout=out)
+    return out.getvalue()
+
+
+def test_text_output_is_words_and_local_times(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        out = text(DEMO)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    line = next(line for line in out.splitlines() if "runtime_memory_near_ceiling" in line)
+    assert "(runtime ollama)" in line and "{" not in out and "'" not in line
+    assert " PST" in line or " PDT" in line          # local wall-clock time, zone named
+    assert not any(tok.replace(".", "").isdigit() and len(tok) >= 10 for tok in out.split())  # no epoch floats
+
+
+FIXTURES = ROOT / "tests/fixtures/real"
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("bkubwimana__tegra_inference__tegrastats.csv", "power_gui_csv"),
+    ("joshua41057__*tegrastats*.log", "tegrastats"),
+    ("jbecirovski__*maxn-lcq4km-1__power.csv", "power_csv"),
+])
+def test_tegrastats_logs_and_power_csvs_are_imported(name, kind):
+    path = next(FIXTURES.glob(name))
+    out = text(path)
+    first = out.splitlines()[0]
+    assert first.startswith("imported ") and f"({kind})" in first
+    assert int(first.split()[1]) > 10
+
+
+def test_an_unknown_format_names_what_it_accepts(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello world\n")
+    with pytest.raises(CommandError, match="tegrastats logs and Jetson power CSVs"):
+        text(path)

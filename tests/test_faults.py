@@ -1,8 +1,11 @@
 """Faults injected for real: a redis-server SIGKILLed and restarted under a running agent, latency
 proxy, daphne (websocket, /metrics) and Celery worker; a Celery worker SIGKILLed in the middle of a
 task (the alert fires once, the webhook is called once); a webhook receiver that is down and comes
-back (the issue's "5 minutes" is scaled to ~8 s with a shorter backoff: same retry mechanism); a
-runtime admin API that hangs or answers garbage.
+back (the issue's "5 minutes" is scaled to ~8 s with a shorter backoff: same retry mechanism; the
+backlog arrives in order); a worker SIGKILLed while its webhook POST is in flight (the documented
+duplicate, same Idempotency-Key) and just after it (no duplicate); bad stream entries of every
+shape next to good data (the device still alerts, its pages answer 200); a runtime admin API that
+hangs or answers garbage. The whole `make run` set over an outage is tests/test_faults_run.py.
 
 These tests run their own redis-server on a free port (never the shared one) and their own stack
 over it, so killing Redis affects nothing else.
@@ -43,7 +46,7 @@ def own(tmp_path_factory):
     stack = Stack(tmp, redis_server.url, prefix="thoxfault:", worker=False)
     stack.env.update({"THOXDASH_CELERY_VISIBILITY_TIMEOUT_S": "3", "THOXDASH_CELERY_RESTORE_INTERVAL_S": "1",
                       "THOXDASH_WEBHOOK_BACKOFF_BASE_S": "0.5",
-                      "THOXDASH_WEBHOOK_BACKOFF_CAP_S": "2", "THOXDASH_WEBHOOK_MAX_ATTEMPTS": "30",
+                      "THOXDASH_WEBHOOK_BACKOFF_CAP_S": "2",
                       "THOXDASH_WEBHOOK_TIMEOUT_S": "2"})
     stack.start()
     stack.redis = redis_server
@@ -324,7 +327,10 @@ def test_webhook_receiver_down_then_back_retried_none_lost_nothing_blocked(own):
         wait_for(lambda: notifications(down, "fault-hook-a") and notifications(down, "fault-hook-b"), 30,
                  "the retried deliveries")
         time.sleep(3.0)
-        # None lost, none doubled: one firing notification per alert on each receiver.
+        # The backlog arrives in order (a fired first), none lost, none doubled.
+        assert [b["device"] for b in down.bodies if b.get("status") == "firing"][:2] == ["fault-hook-a",
+                                                                                         "fault-hook-b"]
+        # One firing notification per alert on each receiver.
         for receiver in (down, up):
             for device in ("fault-hook-a", "fault-hook-b"):
                 assert len(notifications(receiver, device)) == 1, (device, receiver.bodies)
@@ -333,6 +339,125 @@ def test_webhook_receiver_down_then_back_retried_none_lost_nothing_blocked(own):
         down.stop()
         up.stop()
         drop_webhooks(own)
+
+
+# -- a worker SIGKILLed with the webhook POST in flight, and just after it ------------------------------
+
+def deliveries(stack: Stack, url: str) -> list[tuple[str, int]]:
+    db = stack.env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(db, timeout=20) as conn:
+        return conn.execute("SELECT d.status, d.attempts FROM advisors_delivery d JOIN advisors_webhook w "
+                            "ON d.webhook_id = w.id WHERE w.url = ? ORDER BY d.id", (url,)).fetchall()
+
+
+def sweep(stack: Stack) -> None:
+    stack.manage("shell", "-c", "from advisors.notify.dispatch import sweep; sweep(grace_s=0)")
+
+
+def test_worker_sigkilled_during_the_post_sends_again_with_the_same_key(own):
+    """The documented duplicate: the receiver got the body, the worker died before recording it;
+    once the claim lapses (HTTP timeout + 5 s) the sweep sends it again, same body, same key."""
+    store = TelemetryStore(connect(own.redis.url), own.prefix)
+    receiver = Receiver(delay_s=30).start()  # holds the answer: the POST stays in flight
+    add_webhook(own, receiver.url)
+    try:
+        breach(store, "fault-mid")
+        enqueue_evaluation(own, "fault-mid")
+        wait_for(lambda: notifications(receiver, "fault-mid"), 30, "the POST to reach the receiver")
+        sigkill_tree(own.worker)
+        receiver.delay_s = 0
+        own.worker = start_worker(own, "worker-mid")
+
+        def resent() -> bool:
+            sweep(own)
+            return len(notifications(receiver, "fault-mid")) >= 2
+
+        wait_for(resent, 60, "the sweep to send the lost attempt again", every=2.0)
+        wait_for(lambda: deliveries(own, receiver.url) == [("sent", 2)], 20, "the row to be recorded sent")
+        assert alerts(own, "fault-mid") == [("runtime_memory_over_ceiling", "firing")]
+        time.sleep(2.0)
+        firing = [i for i, b in enumerate(receiver.bodies) if b.get("device") == "fault-mid"]
+        assert len(firing) == 2 and receiver.bodies[firing[0]] == receiver.bodies[firing[1]]
+        keys = {receiver.headers[i]["Idempotency-Key"] for i in firing}
+        assert len(keys) == 1, keys  # the receiver de-duplicates on it
+    finally:
+        receiver.stop()
+        drop_webhooks(own)
+
+
+def test_worker_sigkilled_after_the_post_sends_nothing_more(own):
+    store = TelemetryStore(connect(own.redis.url), own.prefix)
+    receiver = Receiver().start()
+    add_webhook(own, receiver.url)
+    try:
+        breach(store, "fault-after")
+        enqueue_evaluation(own, "fault-after")
+        wait_for(lambda: deliveries(own, receiver.url) == [("sent", 1)], 30, "the delivery to be recorded sent")
+        sigkill_tree(own.worker)
+        own.worker = start_worker(own, "worker-after")
+        for _ in range(5):  # well past any claim: nothing is left to send
+            sweep(own)
+            time.sleep(1.0)
+        assert len(notifications(receiver, "fault-after")) == 1
+        assert alerts(own, "fault-after") == [("runtime_memory_over_ceiling", "firing")]
+    finally:
+        receiver.stop()
+        drop_webhooks(own)
+
+
+# -- bad records of every shape next to good data ------------------------------------------------------
+
+BAD_ENTRIES = [{"j": "{not json"}, {"no": "j"}, {"j": "[1, 2]"}, {"j": '"text"'}, {"j": "null"},
+               {"j": '{"ts": NaN, "source": "s", "values": {"x": 1}}'},
+               {"j": '{"ts": 1e300, "source": "s", "values": {"runtime_memory_bytes": Infinity}}'},
+               {"j": '{"ts": 5, "source": "s", "state": {"isolated_cpus": NaN}}'},
+               {"j": '{"ts": 5, "source": "s", "values": [1]}'}, {"j": "x" * 2_000_000}]
+
+
+def _strict_json(text: str):
+    def refuse(name: str):
+        raise ValueError(f"{name} in a JSON answer")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_bad_records_of_every_shape_leave_the_device_alerting_and_its_pages_up(own):
+    store = TelemetryStore(connect(own.redis.url), own.prefix)
+    device = "fault-bad"
+    store.register_device(device, board={"model": "test"})
+    keys = store.keys(device)
+    for stream in (keys.telemetry, keys.requests, keys.events):
+        for fields in BAD_ENTRIES:
+            store.r.xadd(stream, fields)
+    store.r.hset(keys.latest, mapping={"gpu_load_ratio": "nan", "ram_used_bytes": "inf"})
+    refused = [[1, 2], "text", {"ts": float("nan"), "source": "s", "values": {"x": 1}},
+               {"ts": time.time(), "source": "s", "values": {"gpu_load_ratio": float("inf")}}]
+    assert store.publish(device, refused) == 0
+    breach(store, device)  # good data, written after the bad
+    enqueue_evaluation(own, device)
+    wait_for(lambda: ("runtime_memory_over_ceiling", "firing") in alerts(own, device), 40,
+             "the device's good data to fire its alert")
+    cookie = session_cookie(own.url, "viewer", "viewer-pass-123")
+    with httpx.Client(base_url=own.url, cookies={"sessionid": cookie}, timeout=20) as client:
+        for path in ("/", f"/devices/{device}/", "/api/fleet", "/api/devices", f"/api/devices/{device}/latest",
+                     f"/api/devices/{device}/range?range=15m&points=300",
+                     f"/api/devices/{device}/series?name=runtime_memory_bytes", "/alerts/"):
+            r = client.get(path)
+            assert r.status_code == 200, (path, r.status_code, r.text[:300])
+            if path.startswith("/api/"):
+                _strict_json(r.text)
+        latest = client.get(f"/api/devices/{device}/latest").json()
+        assert latest["values"]["ingest_rejected_total"] == 4.0
+    scrape = httpx.get(own.url + "/metrics", headers={"Authorization": f"Bearer {own.env['THOXDASH_METRICS_TOKEN']}"},
+                       timeout=20)
+    assert scrape.status_code == 200
+    assert f'thoxdash_ingest_rejected_total{{device="{device}"}} 4.0' in scrape.text
+    loop = asyncio.new_event_loop()
+    try:
+        got = loop.run_until_complete(_ws_messages(own.url.replace("http", "ws") + f"/ws/devices/{device}/", cookie,
+                                                   own.url, {"snapshot"}, 15))
+    finally:
+        loop.close()
+    assert got[-1]["type"] == "snapshot" and 'runtime_memory_bytes{runtime="ollama"}' in got[-1]["series"]
 
 
 # -- runtime admin API hung or answering garbage ----------------------------------------------------

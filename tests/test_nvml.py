@@ -102,7 +102,8 @@ def test_sample_values_drops_nonsense_and_escapes_hostile_names():
 
 
 def test_two_gpus_get_labels():
-    v = sample_values([GpuSample(index=0, util_gpu=10, temperature=40), GpuSample(index=1, util_gpu=90, temperature=70)])
+    v = sample_values([GpuSample(index=0, util_gpu=10, temperature=40),
+                       GpuSample(index=1, util_gpu=90, temperature=70)])
     assert v["gpu_load_ratio"] == pytest.approx(0.10)
     assert v['gpu_load_ratio{gpu="1"}'] == pytest.approx(0.90)
     assert v['temperature_celsius{zone="gpu1"}'] == 70.0
@@ -118,7 +119,8 @@ def test_this_machine_either_reads_a_gpu_or_says_clearly_why_not():
             assert values["gpu_memory_total_bytes"] > 0 and 0 <= values["gpu_load_ratio"] <= 1
             assert isinstance(nvml.gpu_memory_by_pid(), dict)
         else:  # CI and development boxes without one: a clear status, backing off
-            with pytest.raises(NvmlUnavailable, match=r"NVML unavailable: .*(Not Found|not installed|no GPU|Driver).*retry in"):
+            with pytest.raises(NvmlUnavailable,
+                               match=r"NVML unavailable: .*(Not Found|not installed|no GPU|Driver).*retry in"):
                 source.collect(time.time())
             assert nvml.gpu_memory_by_pid() is None
     finally:

@@ -200,8 +200,9 @@ async def test_non_streaming_openai_uses_usage_and_llamacpp_timings(proxied, ups
     (rec,) = await records_in_store(store, "requests")
     req = rec["request"]
     assert req["prompt_tokens"] == 12 and req["completion_tokens"] == 3
-    assert req["completion_s"] == pytest.approx(0.06) and req["prompt_s"] == pytest.approx(0.04)
-    assert req["cached_tokens"] == 4 and req["completion_tokens_per_s"] == pytest.approx(50.0)
+    # predicted_ms (60) spans n-1 = 2 decode steps: 3 tokens at 30 ms each (issue 12, finding 2)
+    assert req["completion_s"] == pytest.approx(0.09) and req["prompt_s"] == pytest.approx(0.04)
+    assert req["cached_tokens"] == 4 and req["completion_tokens_per_s"] == pytest.approx(2 / 0.06, rel=1e-3)
     assert "ttft_s" not in req and req["stream"] is False
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from collectors.proxy.admission import Admission, Limits
+from collectors.proxy.settings import ProxySettings
 from tests.proxy_helpers import DEVICE, client, records_in_store, start_proxy, wait_until
 from tests.proxy_upstreams import Upstream
 
@@ -20,7 +21,9 @@ async def upstream():
 
 @pytest.fixture
 async def proxied(upstream, store):
-    running = await start_proxy(upstream.url, store)
+    # this proxy lets clients choose any priority (the default lets them only lower it)
+    allow_all = ProxySettings(client_priorities=frozenset(("high", "normal", "low")))
+    running = await start_proxy(upstream.url, store, settings=allow_all)
     yield running
     await running.stop()
 

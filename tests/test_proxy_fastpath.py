@@ -13,8 +13,10 @@ import struct
 
 import pytest
 
+from collectors.proxy.exchange import Exchange
 from collectors.proxy.publisher import Publisher
-from collectors.proxy.server import FastExchange, Proxy
+from collectors.proxy.server import Proxy
+from collectors.proxy.settings import ProxySettings
 from collectors.proxy.timing import StreamTiming, request_fields
 from tests.proxy_helpers import DEVICE, client, records_in_store, start_proxy, wait_until
 from tests.proxy_upstreams import Upstream
@@ -169,7 +171,7 @@ async def test_kept_alive_requests_go_out_from_the_callback_and_are_all_recorded
             assert req["status"] == 200 and req["ttft_s"] > 0 and req["completion_tokens"] >= 1
             assert req["priority"] == "normal" and req["model"] in ("m0", "m1")
         assert running.proxy.in_flight == 0 and running.proxy.admission.running() == 0
-        assert len(running.proxy.idle) == 1  # one upstream connection, reused throughout
+        assert len(running.proxy.pool.idle) == 1  # one upstream connection, reused throughout
     finally:
         await running.stop()
 
@@ -205,8 +207,8 @@ async def test_client_gone_right_after_sending_leaks_nothing(upstream, store):
 
 async def test_publisher_drains_every_record_when_it_stops(store):
     proxy = Proxy("http://127.0.0.1:9", "ollama", DEVICE)
-    publisher = Publisher(store, DEVICE, "ollama", interval=3600, build=proxy.build_records)
-    proxy.publisher = publisher
+    publisher = Publisher(store, DEVICE, "ollama", interval=3600, build=proxy.records.build)
+    proxy.records.publisher = publisher
     publisher.start()
     await asyncio.sleep(0.05)  # the first tick has run: the rest waits for stop()
     for i in range(300):
@@ -219,7 +221,7 @@ async def test_publisher_drains_every_record_when_it_stops(store):
             1.0 + i,
         )
         st.close(2.0 + i)
-        proxy._finish(
+        proxy.records.note(
             {"runtime": "ollama", "model": None, "endpoint": "/api/generate", "status": 200},
             st,
             float(i),
@@ -234,8 +236,7 @@ async def test_publisher_drains_every_record_when_it_stops(store):
 
 
 async def test_idle_keep_alive_connection_is_closed_busy_one_is_not(upstream, store):
-    running = await start_proxy(upstream.url, store)
-    running.proxy.idle_timeout_s = 0.4
+    running = await start_proxy(upstream.url, store, settings=ProxySettings(idle_timeout_s=0.4))
     try:
         host, port = running.url.removeprefix("http://").split(":")
         request = b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -270,7 +271,7 @@ async def test_a_kept_alive_request_runs_without_a_task_and_a_client_gone_mid_st
             )
             await asyncio.wait_for(resp.content.readline(), 10)  # the first chunk came through
             (conn,) = running.proxy.clients
-            assert isinstance(conn.task, FastExchange) and running.proxy.in_flight == 1
+            assert isinstance(conn.exchange, Exchange) and conn.exchange.task is None and running.proxy.in_flight == 1
             proxy_tasks = [
                 t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("Proxy.")
             ]

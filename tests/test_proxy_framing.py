@@ -91,3 +91,24 @@ def test_content_length_is_ascii_decimal_or_refused(value):
     else:
         with pytest.raises(HttpError):
             content_length(head)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=300), max_size=8), st.booleans(), st.booleans())
+def test_chunked_fed_one_chunk_per_read_as_streams_arrive(parts, upper, again):
+    """The one-whole-chunk-per-read shortcut gives what the full decoder gives."""
+    decoder = ChunkedBody()
+    for _ in range(2 if again else 1):  # twice: the second time the sizes are known lines
+        for part in parts:
+            size = (f"{len(part):X}" if upper else f"{len(part):x}").encode()
+            got, used, done = decoder.feed(size + b"\r\n" + part + b"\r\n")
+            assert (got, used, done) == (part, len(size) + 4 + len(part), False)
+    assert decoder.feed(b"0\r\n\r\nnext") == (b"", 5, True)
+
+
+@pytest.mark.parametrize("read", [b"5\r\nhello\r\n", b"5\r\nhel\r\n\r\n"])
+def test_a_known_size_line_still_checks_the_chunk_end(read):
+    decoder = ChunkedBody()
+    assert decoder.feed(read) == (read[3:8], 10, False)
+    with pytest.raises(HttpError):
+        ChunkedBody().feed(b"5\r\nhelloXX")

@@ -46,7 +46,8 @@ def test_every_tuning_recommendation_has_evidence_why_risk_and_a_valid_action():
     assert recs["preempt_rt"]["needs_reboot"] and recs["preempt_rt"]["action"] is None
     assert recs["isolcpus"]["needs_reboot"]
     # governor only on the inference (isolated) cores
-    assert recs["cpu_governor"]["action"] == {"action": "set_governor", "params": {"cpus": "4-5", "value": "performance"}}
+    assert recs["cpu_governor"]["action"] == {"action": "set_governor",
+                                              "params": {"cpus": "4-5", "value": "performance"}}
     assert recs["irq_affinity"]["action"] == {"action": "irq_affinity", "params": {"irq": "all", "cpus": "0-3"}}
     assert recs["thp"]["evidence"]["value"] == "always" and recs["thp"]["status"] == "fail"
     assert recs["clocks_locked"]["action"] == {"action": "jetson_clocks", "params": {"on": True}}
@@ -89,7 +90,8 @@ REQUESTS = [{"ts": 100.0, "source": "request", "request": {"runtime": "ollama", 
 
 def test_ceiling_breach_evicts_the_lru_background_model():
     last = last_used_from_requests(REQUESTS)
-    alerts = [{"rule": "runtime_memory_over_ceiling", "labels": {"runtime": "ollama"}, "summary": "ollama 5.6 GB > 5.5 GB"}]
+    alerts = [{"rule": "runtime_memory_over_ceiling", "labels": {"runtime": "ollama"},
+               "summary": "ollama 5.6 GB > 5.5 GB"}]
     recs = by_id(recommend({}, VALUES, alerts, CONFIG, last))
     rec = recs["evict:ollama:llama3.2:3b"]  # used at 100, before gpt-oss (200): the LRU one
     assert rec["action"] == {"action": "evict", "params": {"runtime": "ollama", "model": "llama3.2:3b"}}
@@ -106,7 +108,8 @@ def test_critical_runtime_is_never_the_eviction_target():
 
 
 def test_slo_breach_of_critical_runtime_throttles_a_background_one():
-    alerts = [{"rule": "latency_slo_breach", "labels": {"runtime": "triton", "model": "yolo"}, "summary": "97% < 99.9%"}]
+    alerts = [{"rule": "latency_slo_breach", "labels": {"runtime": "triton", "model": "yolo"},
+               "summary": "97% < 99.9%"}]
     recs = by_id(recommend({}, {}, alerts, CONFIG, last_used_from_requests(REQUESTS)))
     rec = recs["throttle:ollama"]
     assert rec["action"]["action"] == "throttle" and rec["action"]["params"]["runtime"] == "ollama"
@@ -121,7 +124,8 @@ def test_reload_degradation_restarts_service_or_container():
               {"rule": "reload_degradation", "labels": {"runtime": "triton", "model": "yolo"}},
               {"rule": "reload_degradation", "labels": {"runtime": "llama", "model": "q"}}]
     recs = by_id(recommend({}, {}, alerts, CONFIG))
-    assert recs["restart:ollama"]["action"] == {"action": "service", "params": {"op": "restart", "name": "ollama.service"}}
+    assert recs["restart:ollama"]["action"] == {"action": "service",
+                                                "params": {"op": "restart", "name": "ollama.service"}}
     assert recs["restart:triton"]["action"] == {"action": "restart_container", "params": {"name": "triton"}}
     assert recs["restart:llama"]["action"] is None
 

@@ -77,7 +77,8 @@ def test_non_utf8_and_out_of_order_lines(tmp_path):
 
 
 def test_write_then_load_is_lossless(tmp_path):
-    records = [{"ts": 10.5, "source": "host", "values": {"ram_used_bytes": 123456789.0, 'cpu_load_ratio{cpu="0"}': 0.25}},
+    records = [{"ts": 10.5, "source": "host",
+                "values": {"ram_used_bytes": 123456789.0, 'cpu_load_ratio{cpu="0"}': 0.25}},
                {"ts": 11.0, "source": "request", "request": {"runtime": "ollama", "model": "<b>x</b>", "total_s": 0.1}}]
     buf = io.StringIO()
     write(buf, {"device": "d"}, records)

@@ -154,7 +154,8 @@ def test_device_silent_reaches_the_webhook_as_device_down(live):
         assert alerts[0]["labels"]["alertname"] == "device_down" and alerts[0]["labels"]["severity"] == "critical"
         assert got.json["status"] == "firing" and got.signature_ok
         assert got.at - last < 60
-        store.publish(device, [{"ts": time.time(), "source": "agent", "values": {'agent_source_up{source="host"}': 1.0}}])
+        store.publish(device, [{"ts": time.time(), "source": "agent",
+                                "values": {'agent_source_up{source="host"}': 1.0}}])
         deadline = time.time() + 30
         while time.time() < deadline:
             bodies = [r.json for r in rx.received if any(a["labels"].get("device") == device

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collectors import tegra
 from collectors.agent import Agent
 from collectors.recording import validate_record
 from collectors.sources import tegra_sysfs as ts
@@ -49,7 +50,7 @@ def test_orin_nano_replay_of_the_real_log_reads_back(nano):
 def test_nvmap_processes_shared_memory_and_state(nano):
     nano.set_processes({4242: ("python3", 812_340), 1907: ("gnome-shell", 5_704)})
     nano.set_memory(total=7620 * 2**20, used=3000 * 2**20, swap_total=0, swap_used=0)
-    assert ts.nvmap_memory_by_pid(nano.root) == {4242: 812_340 * 1024, 1907: 5_704 * 1024}
+    assert tegra.nvmap_memory_by_pid(nano.root) == {4242: 812_340 * 1024, 1907: 5_704 * 1024}
     assert ts.shared_gpu_memory(nano.root) == (812_340 + 5_704) * 1024
     source = TegraSysfsSource(root=nano.root)
     assert source.available()
@@ -59,7 +60,7 @@ def test_nvmap_processes_shared_memory_and_state(nano):
                                      "nvpmodel_id": 2, "nvpmodel": "MAXN_SUPER", "jetson_clocks": False}
     assert len(source.collect(101.0)) == 1  # state only every 30 s
     nano.lock_clocks(True)
-    assert ts.clocks_locked(nano.root) is True
+    assert tegra.clocks_locked(nano.root) is True
     assert source.collect(140.0)[1]["state"]["jetson_clocks"] is True
 
 
@@ -74,8 +75,8 @@ def test_agx_orin_jp5_from_the_real_power_gui_csv(tmp_path):
             key = f'power_watts{{rail="{rail}"}}'
             assert v[key] == pytest.approx(frame[key], abs=0.005)
         assert not any('rail="NC"' in k for k in v)
-    assert ts.gpu_devfreq(tree.root).name == "17000000.ga10b"
-    assert ts.nvpmodel(tree.root) == (0, "MAXN")
+    assert tegra.gpu_devfreq(tree.root).name == "17000000.ga10b"
+    assert tegra.nvpmodel(tree.root) == (0, "MAXN")
 
 
 def test_thor_layout_has_no_load_file(tmp_path):
@@ -83,7 +84,7 @@ def test_thor_layout_has_no_load_file(tmp_path):
     tree.set_gpu(load=0.9, freq_hz=1.575e9)
     tree.set_rail("VDD_GPU", 41.5)
     v = ts.sysfs_values(tree.root)
-    assert ts.gpu_devfreq(tree.root).name == "gpu-gpc-0"
+    assert tegra.gpu_devfreq(tree.root).name == "gpu-gpc-0"
     assert "gpu_load_ratio" not in v and v["gpu_freq_hz"] == 1.575e9
     assert v['power_watts{rail="VDD_GPU"}'] == pytest.approx(41.5, abs=0.01)
 
@@ -106,7 +107,7 @@ def test_garbage_in_gpu_and_rail_files_is_dropped(nano, content):
         if content != "-5":  # -5 m C is a real (cold) reading
             assert 'temperature_celsius{zone="cpu"}' not in v
     assert all(math.isfinite(x) for x in v.values())
-    assert ts.nvpmodel(nano.root) is None
+    assert tegra.nvpmodel(nano.root) is None
 
 
 def test_missing_files_and_hostile_nvmap_rows(nano):
@@ -117,7 +118,7 @@ def test_missing_files_and_hostile_nvmap_rows(nano):
         "garbage line\nuser z 12 notanumberK\ntotal 105K\n")
     assert ts.emc(nano.root) == {"emc_freq_max_hz": 3.199e9}  # no rate: no frequency, no load
     assert ts.shared_gpu_memory(nano.root) is None
-    assert ts.nvmap_memory_by_pid(nano.root) == {77: 100 * 1024}
+    assert tegra.nvmap_memory_by_pid(nano.root) == {77: 100 * 1024}
     v = ts.sysfs_values(nano.root)
     validate_record({"ts": 1.0, "source": "tegra_sysfs", "values": v})
     assert v['gpu_process_memory_bytes{pid="77",process="evil\\"}{name"}'] == 100 * 1024
@@ -144,7 +145,7 @@ def test_fuzz_nvmap_and_meminfo_text(tmp_path_factory, text):
     (root / "proc").mkdir()
     (root / "sys/kernel/debug/nvmap/iovmm/maps").write_text(text, errors="replace")
     (root / "proc/meminfo").write_text(text, errors="replace")
-    by_pid = ts.nvmap_memory_by_pid(Path(root))
+    by_pid = tegra.nvmap_memory_by_pid(Path(root))
     assert by_pid is not None and all(pid > 0 and size >= 0 for pid, size in by_pid.items())
     shared = ts.shared_gpu_memory(Path(root))
     assert shared is None or shared >= 0
@@ -207,7 +208,8 @@ def test_jtop_raw_dict_with_hostile_values_never_raises():
 
 
 _json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                      max_leaves=30)
 
 
@@ -279,7 +281,8 @@ def jtop_simulation(tmp_path_factory):
 
 def test_real_jtop_no_service_then_sysfs_fallback(jtop_simulation):
     (no_service,) = jtop_simulation["no_service"]
-    assert no_service["error"] == "jtop unavailable: jtop.service is not running (install it: sudo jtop --install-service)"
+    assert no_service["error"] == ("jtop unavailable: jtop.service is not running "
+                                   "(install it: sudo jtop --install-service)")
     (fallback,) = jtop_simulation["no_service_fallback"]
     assert fallback["values"]["jtop_up"] == 0.0 and fallback["values"]["gpu_freq_max_hz"] == 1.02e9
     assert fallback["state"]["jtop_status"].endswith("; reading tegra_sysfs instead")
@@ -315,7 +318,8 @@ def test_real_jtop_permission_lost_connection_and_reconnect(jtop_simulation):
     (lost,) = jtop_simulation["lost"]
     assert lost["values"]["jtop_up"] == 0.0
     assert lost["values"]["gpu_load_ratio"] == pytest.approx(0.99)  # sysfs kept the data coming
-    assert lost["state"]["jtop_status"] == "jtop unavailable: lost connection with the jtop service; reading tegra_sysfs instead"
+    assert lost["state"]["jtop_status"] == ("jtop unavailable: lost connection with the jtop service; "
+                                            "reading tegra_sysfs instead")
     assert jtop_simulation["lost_plain"][0]["error"] == "jtop unavailable: lost connection with the jtop service"
     (back,) = jtop_simulation["reconnected"]
     assert back["values"]["jtop_up"] == 1.0 and back["state"]["jtop_status"] == "jtop ok"

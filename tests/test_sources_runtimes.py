@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from collectors.agent import Agent
 from collectors.sources import procs
 from collectors.sources.host import HostSource
-from collectors.sources.runtimes import RuntimeConfigError, RuntimeSource, load_specs, nvmap_clients
+from collectors.sources.runtimes import RuntimeConfigError, RuntimeSource, load_specs
+from collectors.tegra import nvmap_memory_by_pid as nvmap_clients
 from tests.procfs import add_process, write
 from tests.runtime_servers import LoopbackServer, OllamaState, ollama_model, ollama_routes
 
@@ -45,7 +46,8 @@ def spawn(tag: str, child: bool = False) -> subprocess.Popen:
     code = "import sys, time, subprocess\n"
     if child:
         code += "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-    code += "b = bytearray(30 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    code += ("b = bytearray(30 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+             "print('ready', flush=True)\nsys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code, tag], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc

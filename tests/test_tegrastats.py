@@ -184,7 +184,8 @@ def test_fuzz_shuffled_real_tokens(tokens, load, mhz):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.just("off"), st.tuples(st.integers(0, 100), st.integers(1, 5000))), min_size=1, max_size=32))
+@given(st.lists(st.one_of(st.just("off"), st.tuples(st.integers(0, 100), st.integers(1, 5000))),
+                min_size=1, max_size=32))
 def test_fuzz_cpu_lists_round_trip(cores):
     text = ",".join(c if c == "off" else f"{c[0]}%@{c[1]}" for c in cores)
     v = parse_line(f"CPU [{text}]").values

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fast_webhooks(settings):
     settings.WEBHOOK_TIMEOUT_S = 0.5
-    settings.WEBHOOK_MAX_ATTEMPTS = 3
+    settings.WEBHOOK_MAX_AGE_S = 3600.0
     settings.WEBHOOK_BACKOFF_BASE_S = 0.2
     settings.WEBHOOK_BACKOFF_CAP_S = 5.0
 
@@ -128,15 +128,38 @@ def test_slow_receiver_times_out_and_is_retried(settings):
     assert delivery.duration_ms < 1900
 
 
-def test_receiver_down_gives_up_after_max_attempts():
+def test_receiver_down_is_retried_until_the_notification_expires_by_age(settings):
     hook = Webhook.objects.create(url=dead_url(), format="alertmanager")
     delivery = one_delivery(hook, firing_alert())
-    outcomes = [attempt(delivery.pk).status for _ in range(3)]
-    assert outcomes == ["retrying", "retrying", "failed"]
+    outcomes = [attempt(delivery.pk).status for _ in range(12)]
+    assert outcomes == ["retrying"] * 12  # no attempt count ends it
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(seconds=3601))
+    assert attempt(delivery.pk).status == "failed"
     delivery.refresh_from_db()
-    assert delivery.attempts == 3 and "connection failed" in delivery.error and "gave up" in delivery.error
+    assert delivery.attempts == 13 and "expired" in delivery.error and "connection failed" in delivery.error
     hook.refresh_from_db()
     assert hook.enabled  # a dead receiver is not a configuration error
+
+
+def test_backlog_goes_out_in_order_once_the_receiver_is_back():
+    from advisors.notify.sender import next_in_line
+
+    hook = Webhook.objects.create(url=dead_url(), format="json")
+    rows = [one_delivery(hook, firing_alert(device=f"orin-{i}")) for i in range(4)]
+    assert attempt(rows[0].pk).status == "retrying"
+    # the newer rows wait behind the undelivered oldest one: not claimable, nothing sent
+    assert [attempt(r.pk) for r in rows[1:]] == [None, None, None]
+    with Receiver() as rx:  # the receiver is back (at a new address: same thing for the sender)
+        Webhook.objects.filter(pk=hook.pk).update(url=rx.url)
+        outcome = attempt(rows[0].pk)
+        chain = [outcome.status]
+        while outcome.next_pk is not None:
+            outcome = attempt(outcome.next_pk)
+            chain.append(outcome.status)
+        got = rx.wait_for(4)
+    assert chain == ["sent"] * 4
+    assert [r.json["device"] for r in got] == ["orin-0", "orin-1", "orin-2", "orin-3"]
+    assert next_in_line(hook.pk) is None
 
 
 def test_permanent_4xx_disables_the_webhook_with_a_visible_reason():

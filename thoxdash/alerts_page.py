@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -40,15 +39,18 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
     })
 
 
-def _staff(request: HttpRequest) -> None:
-    if not request.user.is_staff:
-        raise PermissionDenied("staff only")
+def _staff(request: HttpRequest) -> HttpResponse | None:
+    """A 403 page for read-only users (logged by Django in one line, no traceback), else None."""
+    from thoxdash.views import forbidden
+
+    return None if request.user.is_staff else forbidden(request)
 
 
 @login_required
 @require_POST
 def ack(request: HttpRequest, pk: int) -> HttpResponse:
-    _staff(request)
+    if (refused := _staff(request)) is not None:
+        return refused
     alert = acknowledge(get_object_or_404(Alert, pk=pk), request.user)
     messages.success(request, f"Acknowledged {alert.rule} on {alert.device}.")
     return redirect("alerts")
@@ -57,7 +59,8 @@ def ack(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def silence_form(request: HttpRequest, pk: int) -> HttpResponse:
-    _staff(request)
+    if (refused := _staff(request)) is not None:
+        return refused
     alert = get_object_or_404(Alert, pk=pk)
     try:
         row = silence(alert, request.user, float(request.POST.get("duration_s", "3600")),
@@ -72,7 +75,8 @@ def silence_form(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def expire_form(request: HttpRequest, pk: int) -> HttpResponse:
-    _staff(request)
+    if (refused := _staff(request)) is not None:
+        return refused
     expire(get_object_or_404(Silence, pk=pk))
     messages.success(request, "Silence expired.")
     return redirect("alerts")

@@ -1,4 +1,4 @@
-"""JSON API (session or bearer token). Shapes are fixed by DESIGN.md."""
+"""JSON API (session or bearer token). Shapes are a contract: thoxdash/openapi.json, docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 

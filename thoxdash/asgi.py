@@ -10,6 +10,17 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
+
+def _require_redis() -> None:
+    """Refuse a Redis older than ThoxDash needs, with one line (collectors.redis_version)."""
+    from advisors.telemetry import store
+    from collectors.redis_version import require_at_start
+
+    require_at_start(store().r, "REDIS_URL")
+
+
+_require_redis()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

@@ -2,9 +2,14 @@
 
 On connect (session required) it sends a snapshot of the last LIVE_WINDOW_S seconds (shaped like
 the range API's payload), then follows the device's streams with XREAD BLOCK and sends batched
-updates at most LIVE_MAX_UPDATES_PER_S. Request latency is summarised server-side in closed
-LATENCY_STEP_S buckets; the IRQ matrix and the time-to-ceiling forecast are refreshed every
-DERIVED_EVERY_S.
+updates at most LIVE_MAX_UPDATES_PER_S. All Redis reads go through the store's async reader
+(collectors/store_async.py). Every message stays under the websocket's 1 MiB frame: a large
+snapshot is sent as `snapshot` + `snapshot_part` messages (`part`, `parts`; the page draws once all
+have arrived), a large update as several updates, and a snapshot keeps at most SNAPSHOT_MAX_BYTES of
+series (`truncated_series` says how many were left out). When Redis goes away the consumer sends
+`{"type": "error"}` and closes with CLOSE_UNAVAILABLE; the page reconnects with backoff. Request
+latency is summarised server-side in closed LATENCY_STEP_S buckets; the IRQ matrix and the
+time-to-ceiling forecast are refreshed every DERIVED_EVERY_S.
 """
 
 from __future__ import annotations
@@ -22,10 +27,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from advisors.telemetry import async_client
-from collectors.store import Keys, decode_entry
+from collectors.store_async import AsyncDeviceReader
 from thoxdash.latency import bucket_stats
-from thoxdash.live import ceiling_forecast, irq_matrix, memory_points, shrink, to_columns
+from thoxdash.live import (
+    ceiling_forecast,
+    irq_matrix,
+    memory_points,
+    shrink,
+    split_series,
+    to_columns,
+)
 from thoxdash.payload import assemble, clean_events, isolated_cpus
 
 log = logging.getLogger(__name__)
@@ -34,6 +45,11 @@ SNAPSHOT_POINTS = 600
 LATENCY_STEP_S = 10.0
 DERIVED_EVERY_S = 5.0
 LATE_S = 1.0  # a request may reach Redis this long after its bucket closed
+PART_BYTES = 256 * 1024  # series per message; the websocket server refuses frames over 1 MiB
+SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024
+# Close codes the server may send are 1000 or 3000-4999 (RFC 6455 7.4; autobahn refuses others,
+# 1011 included): 4011 = "telemetry store unavailable, reconnect later".
+CLOSE_UNAVAILABLE = 4011
 
 
 def _load_config(device: str) -> dict[str, Any]:
@@ -103,8 +119,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         self.device = self.scope["url_route"]["kwargs"]["device"]
-        self.keys = Keys(settings.REDIS_PREFIX, self.device)
-        self.redis = async_client()
+        self.reader = AsyncDeviceReader.from_url(settings.REDIS_URL, settings.REDIS_PREFIX, self.device)
         await self.accept()
         self.task = asyncio.create_task(self.follow())
 
@@ -114,9 +129,13 @@ class DeviceConsumer(AsyncWebsocketConsumer):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        client = getattr(self, "redis", None)
-        if client is not None:
-            await client.aclose()
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                await reader.close()
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(message, separators=(",", ":")))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         return  # the browser only listens
@@ -125,54 +144,38 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         """`?snapshot=0`: the page shows a stored range and only needs updates (and liveness)."""
         return b"snapshot=0" not in (self.scope.get("query_string") or b"")
 
-    async def snapshot(self) -> tuple[dict[str, str], LiveState]:
+    async def snapshot(self) -> LiveState:
         now = time.time()
-        if not self.wants_snapshot():
-            config = await database_sync_to_async(_load_config)(self.device)
-            last_ids = {s: await self._last_id(s) for s in (self.keys.telemetry, self.keys.events, self.keys.requests)}
-            await self.send(text_data=json.dumps({"type": "snapshot", "device": self.device, "now": now,
-                                                  "series": {}, "events": []}))
-            return last_ids, LiveState(config, set(), settings.LIVE_WINDOW_S)
-        since_ms = int((now - settings.LIVE_WINDOW_S) * 1000)
-        last_ids: dict[str, str] = {}
-        records = []
-        for stream in (self.keys.telemetry, self.keys.events, self.keys.requests):
-            entries = await self.redis.xrange(stream, min=str(since_ms), max="+")
-            records.extend(decode_entry(fields) for _id, fields in entries)
-            last_ids[stream] = entries[-1][0] if entries else await self._last_id(stream)
-        state_raw = await self.redis.hgetall(self.keys.state)
-        state = {}
-        for k, v in state_raw.items():
-            with contextlib.suppress(ValueError):
-                state[k] = json.loads(v)
         config = await database_sync_to_async(_load_config)(self.device)
-        records.sort(key=lambda r: r["ts"])
+        if not self.wants_snapshot():
+            await self.reader.start_at_end()
+            await self.send_json({"type": "snapshot", "device": self.device, "now": now, "series": {}, "events": []})
+            return LiveState(config, set(), settings.LIVE_WINDOW_S)
+        records = await self.reader.window(now - settings.LIVE_WINDOW_S)
+        state = await self.reader.state()
         cols = to_columns(records, keep_irq=True)
         live = LiveState(config, isolated_cpus(config, state), settings.LIVE_WINDOW_S)
         live.take(cols)
         latency = live.closed_latency(now)
         payload = assemble(cols, latency, SNAPSHOT_POINTS, config, live.isolated)
         live.derived_at = now
-        await self.send(text_data=json.dumps({"type": "snapshot", "device": self.device,
-                                              "range_s": settings.LIVE_WINDOW_S, "now": now, **payload}))
-        return last_ids, live
-
-    async def _last_id(self, stream: str) -> str:
-        entries = await self.redis.xrevrange(stream, count=1)
-        return entries[0][0] if entries else "0-0"
+        parts, dropped = split_series(payload.pop("series"), PART_BYTES, SNAPSHOT_MAX_BYTES)
+        head: dict[str, Any] = {"type": "snapshot", "device": self.device, "range_s": settings.LIVE_WINDOW_S,
+                                "now": now, **payload, "series": parts[0], "parts": len(parts)}
+        if dropped:
+            head["truncated_series"] = dropped
+        await self.send_json(head)
+        for index, part in enumerate(parts[1:], start=1):
+            await self.send_json({"type": "snapshot_part", "part": index, "parts": len(parts), "series": part})
+        return live
 
     async def follow(self) -> None:
         min_gap = 1.0 / settings.LIVE_MAX_UPDATES_PER_S
         try:
-            last_ids, live = await self.snapshot()
+            live = await self.snapshot()
             while True:
                 started = time.monotonic()
-                response = await self.redis.xread(last_ids, block=1000, count=2000)
-                records = []
-                for stream, entries in response or []:
-                    last_ids[stream] = entries[-1][0]
-                    records.extend(decode_entry(fields) for _id, fields in entries)
-                records.sort(key=lambda r: r["ts"])
+                records = await self.reader.follow(block_ms=1000, count=2000)
                 cols = to_columns(records, keep_irq=True)
                 live.take(cols)
                 now = time.time()
@@ -181,17 +184,20 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                     series[key] = xy
                 message: dict[str, Any] = {}
                 if series:
-                    message["series"] = shrink(series, SNAPSHOT_POINTS)
                     message.update(live.derived(now))  # forecast/IRQ only move with new data
                 if cols["events"]:
                     message["events"] = clean_events(cols["events"])
-                if message:
-                    await self.send(text_data=json.dumps({"type": "update", "now": now, **message}))
+                if series or message:
+                    parts, _ = split_series(shrink(series, SNAPSHOT_POINTS), PART_BYTES, SNAPSHOT_MAX_BYTES)
+                    for index, part in enumerate(parts):
+                        extra = message if index == len(parts) - 1 else {}
+                        await self.send_json({"type": "update", "now": now, **extra, "series": part})
                     await asyncio.sleep(max(0.0, min_gap - (time.monotonic() - started)))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # Redis gone: tell the browser, which reconnects
-            log.warning("live feed for %s stopped: %s", self.device, exc)
+        except Exception as exc:  # Redis gone (or a bug): tell the browser, which reconnects
+            log.warning("live feed for %s stopped: %s: %s", self.device, exc.__class__.__name__, exc)
             with contextlib.suppress(Exception):
-                await self.send(text_data=json.dumps({"type": "error", "message": "telemetry store unavailable"}))
-                await self.close(code=1011)
+                await self.send_json({"type": "error", "message": "telemetry store unavailable; reconnecting"})
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_UNAVAILABLE)

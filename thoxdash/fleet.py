@@ -36,7 +36,7 @@ def headline(latest: dict[str, str]) -> dict[str, Any]:
                 memory[labels.get("runtime", "?")] = value
             elif name == "runtime_ceiling_bytes":
                 ceilings[labels.get("runtime", "?")] = value
-    worst = None
+    worst: dict[str, Any] | None = None
     for runtime, used in memory.items():
         ceiling = ceilings.get(runtime)
         ratio = used / ceiling if ceiling else None

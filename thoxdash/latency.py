@@ -55,7 +55,7 @@ def bucket_stats(requests: list[dict[str, Any]], step: float, slos: list[dict[st
             return
         cols = out.setdefault(series_key(name, {"runtime": runtime, "model": model}), [[], []])
         cols[0].append(ts)
-        cols[1].append(compact(value))
+        cols[1].append(compact(value))  # type: ignore[arg-type]  # None (JSON null) for a non-finite value
 
     for (runtime, model, bucket), reqs in sorted(groups.items(), key=lambda kv: kv[0][2]):
         ok = [r for r in reqs if int(r.get("status", 200) or 200) < 400]

@@ -6,47 +6,36 @@ Plain functions, no Django: the websocket consumer, the range API and the rollup
 
 from __future__ import annotations
 
+import json
 import math
-import re
 from typing import Any
 
+from collectors import series
+from collectors.catalog import LIVE_NAMES
 from collectors.text import is_uint
 
-# Series prefixes the device page charts; everything else stays server-side.
-CHART_PREFIXES = (
-    "gpu_load_ratio", "gpu_freq_hz", "gpu_freq_max_hz", "emc_load_ratio", "ram_", "swap_",
-    "gpu_shared_memory_bytes", "cpu_load_ratio", "cpu_total_load_ratio", "temperature_celsius",
-    "power_watts", "runtime_memory_bytes", "runtime_ceiling_bytes", "fan_speed_ratio",
-    "request_",
-)
 IRQ_PREFIX = "irq_interrupts_total{"
-KEY = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 Columns = dict[str, list[list[float]]]
 
 
 def wanted(key: str) -> bool:
-    return key.startswith(CHART_PREFIXES)
+    """Whether the browser gets this series (collectors/catalog.py: charted or `live`)."""
+    return key.partition("{")[0] in LIVE_NAMES
 
 
 def parse_key(key: str) -> tuple[str, dict[str, str]]:
-    """`name{a="x",b="y"}` -> ("name", {"a": "x", "b": "y"}); label values unescaped."""
-    m = KEY.match(key)
-    if not m:
+    """`name{a="x",b="y"}` -> ("name", {"a": "x", "b": "y"}); a key that does not parse is a bare
+    name (device data is shown, never trusted to be well formed)."""
+    try:
+        return series.parse_series_key(key)
+    except series.SeriesKeyError:
         return key, {}
-    labels = {k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-              for k, v in LABEL.findall(m.group(2) or "")}
-    return m.group(1), labels
 
 
 def series_key(name: str, labels: dict[str, str]) -> str:
     """Inverse of parse_key, labels sorted by name (Prometheus text syntax)."""
-    if not labels:
-        return name
-    inner = ",".join('{}="{}"'.format(k, str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
-                     for k, v in sorted(labels.items()))
-    return f"{name}{{{inner}}}"
+    return series.series_key(name, **labels)
 
 
 def to_columns(records: list[dict[str, Any]], keep_irq: bool = False) -> dict[str, Any]:
@@ -107,7 +96,7 @@ def downsample(xs: list[float], ys: list[float], buckets: int) -> tuple[list[flo
     return out_x, out_y
 
 
-def compact(value: float) -> float | int | None:
+def compact(value: float | None) -> float | int | None:
     """Five significant digits: what a chart can show, in fewer bytes on the wire."""
     if value is None or not math.isfinite(value):
         return None
@@ -122,7 +111,7 @@ def shrink(series: Columns, points: int) -> Columns:
     out: Columns = {}
     for key, (xs, ys) in series.items():
         dx, dy = downsample(xs, ys, points)
-        out[key] = [[round(x, 3) for x in dx], [compact(y) for y in dy]]
+        out[key] = [[round(x, 3) for x in dx], [compact(y) for y in dy]]  # type: ignore[misc]  # None: JSON null
     return out
 
 
@@ -208,3 +197,23 @@ def memory_points(series: Columns) -> tuple[dict[str, list[tuple[float, float]]]
         elif name == "runtime_ceiling_bytes":
             ceilings[runtime] = ys[-1]
     return memory, ceilings
+
+
+def split_series(series: Columns, part_bytes: int, max_bytes: int) -> tuple[list[Columns], int]:
+    """Cut a series map into parts of at most ~`part_bytes` of JSON each (a part holds whole series;
+    one larger than `part_bytes` goes alone), keeping at most `max_bytes` in all. Returns the parts
+    (at least one, maybe empty) and how many series were left out for the bound."""
+    parts: list[Columns] = [{}]
+    size = total = dropped = 0
+    for key in sorted(series):
+        cost = len(key) + 8 + len(json.dumps(series[key], separators=(",", ":")))
+        if total + cost > max_bytes:
+            dropped += 1
+            continue
+        if size and size + cost > part_bytes:
+            parts.append({})
+            size = 0
+        parts[-1][key] = series[key]
+        size += cost
+        total += cost
+    return parts, dropped

@@ -1,9 +1,16 @@
 """GET /metrics: the latest value of every series of every device, in Prometheus text format.
 
-Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; `_total`
-series are counters, everything else a gauge. Per device there are also
+Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; HELP and TYPE
+come from the metric catalog (collectors/catalog.py; unlisted `_total` series are counters), names
+follow node_exporter (`exported`: `_hz` is exported as `_hertz`; a gauge whose recording name ends
+in `_total`, such as `llamacpp_slots_total`, without it). Per device there are also
 `thoxdash_device_last_seen_timestamp_seconds` and `thoxdash_device_up` (1 while fresher than
-THOXDASH_STALE_AFTER_S). All devices are read with one Redis pipeline.
+THOXDASH_STALE_AFTER_S); a device that is down exports `thoxdash_device_up 0` and nothing else.
+Labels starting with `__` are dropped, `pid` too (values summed over it); device series that would
+take one of ThoxDash's own names are dropped, so the exposition stays promtool-clean whatever a
+device sends. Request histograms (TTFT, total, queue, decode speed; `_bucket`/`_sum`/`_count` per
+device, runtime and model) and the requests counter come from thoxdash.histograms, ThoxDash's own
+health from thoxdash.selfmetrics. All devices are read with a few Redis pipelines.
 
 Authentication (every endpoint needs one): a logged-in session, an API bearer token
 (`manage.py apitoken`), or the scrape token in THOXDASH_METRICS_TOKEN sent as
@@ -14,7 +21,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -25,90 +33,128 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
 from advisors.telemetry import store
+from collectors.catalog import help_text, metric_type
 from collectors.series import SeriesKeyError, parse_series_key
 from thoxdash.auth import api_auth
+from thoxdash.selfmetrics import SELF_METRICS
 
 PREFIX = "thoxdash_"
 
-HELP = {
-    "gpu_load_ratio": "GPU utilisation, 0..1.",
-    "gpu_freq_hz": "Current GPU clock.",
-    "gpu_freq_max_hz": "Maximum GPU clock allowed now.",
-    "emc_load_ratio": "Memory controller (EMC) utilisation, 0..1.",
-    "emc_freq_hz": "Memory controller clock.",
-    "ram_total_bytes": "Total RAM.",
-    "ram_used_bytes": "RAM in use.",
-    "ram_available_bytes": "RAM available to new work.",
-    "gpu_shared_memory_bytes": "RAM used by the integrated GPU.",
-    "swap_total_bytes": "Total swap.",
-    "swap_used_bytes": "Swap in use.",
-    "cpu_load_ratio": "Per-core CPU utilisation, 0..1.",
-    "cpu_freq_hz": "Per-core CPU clock.",
-    "temperature_celsius": "Thermal zone temperature.",
-    "power_watts": "Power rail draw.",
-    "fan_speed_ratio": "Fan speed, 0..1.",
-    "jetson_clocks_active": "1 while jetson_clocks pins the clocks.",
-    "runtime_up": "1 while the inference runtime answers.",
-    "runtime_memory_bytes": "RSS plus GPU memory of the runtime's processes.",
-    "runtime_rss_bytes": "Resident memory of the runtime's processes.",
-    "runtime_gpu_memory_bytes": "GPU memory of the runtime's processes.",
-    "runtime_ceiling_bytes": "Configured memory ceiling of the runtime.",
-    "runtime_model_bytes": "Memory of one loaded model.",
-    "runtime_model_vram_bytes": "GPU memory of one loaded model.",
-    "cgroup_memory_bytes": "Memory charged to the cgroup.",
-    "cgroup_memory_max_bytes": "Memory limit of the cgroup.",
-    "cgroup_oom_kills_total": "OOM kills inside the cgroup.",
-    "memory_pressure_some_ratio": "PSI memory some avg10 / 100.",
-    "memory_pressure_full_ratio": "PSI memory full avg10 / 100.",
-    "irq_interrupts_total": "Interrupts per IRQ and CPU.",
-}
-
 
 def _help(name: str) -> str:
-    return HELP.get(name, f"ThoxDash series {name} (latest value reported by the device).")
+    return help_text(name)  # collectors/catalog.py: the one list of names, units and help
+
+
+# Recording names that end in _total but are gauges: exported under a gauge name.
+GAUGE_RENAMES = {"llamacpp_slots_total": "llamacpp_slots"}
+DROPPED_LABELS = {"pid"}  # churns a new series per process: values are summed over it
+
+
+def exported(name: str) -> tuple[str, str]:
+    """(exported name without the prefix, type) of a recording series name. The recording format
+    keeps its names (`_hz`, DESIGN.md); the exposition follows node_exporter (`_hertz`)."""
+    if name in GAUGE_RENAMES:
+        return GAUGE_RENAMES[name], "gauge"
+    counter = name.endswith("_total") and metric_type(name) == "counter"
+    if name.endswith("_total") and not counter:  # a catalogued gauge: no _total in its exported name
+        name = name[: -len("_total")]
+    if name.endswith("_hz"):
+        name = name[: -len("_hz")] + "_hertz"
+    return name, "counter" if counter else "gauge"
+
+
+def own_families() -> set[str]:
+    """Names (without the prefix) ThoxDash exports itself; a device series may not take them."""
+    from thoxdash.histograms import own_families as histogram_names
+
+    names = {"device_last_seen_timestamp_seconds", "device_up", *SELF_METRICS, *histogram_names()}
+    for counter in [n for n in names if n.endswith("_total")]:
+        names.add(counter[: -len("_total")])
+    return names
 
 
 class LatestCollector:
-    """A prometheus_client collector over one snapshot of every device's latest hash."""
+    """A prometheus_client collector over one snapshot of every device's latest hash (and the
+    request histograms). A device that is down exports `thoxdash_device_up 0` only."""
 
-    def __init__(self, latest: dict[str, dict[str, str]], now: float, stale_after_s: float):
+    def __init__(self, latest: dict[str, dict[str, str]], now: float, stale_after_s: float,
+                 histograms: dict[str, dict[str, str]] | None = None):
         self.latest = latest
         self.now = now
         self.stale_after_s = stale_after_s
+        self.histograms = histograms or {}
 
-    def collect(self) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        seen = Metric(f"{PREFIX}device_last_seen_timestamp_seconds",
-                      "Unix time of the device's latest telemetry.", "gauge")
-        up = Metric(f"{PREFIX}device_up", "1 while the device reported within the stale window.", "gauge")
+    def _device_series(self, up: dict[str, bool]) -> dict[str, tuple[str, str, dict[tuple, float]]]:
+        """{family: (type, recording name, {(sample name, sorted labels): value})} of every device
+        that is up."""
+        own = own_families()
+        families: dict[str, tuple[str, str, dict[tuple, float]]] = {}
         for device, raw in sorted(self.latest.items()):
-            ts = _float(raw.get("__ts"))
-            if ts is not None:
-                seen.add_sample(seen.name, {"device": device}, ts)
-            up.add_sample(up.name, {"device": device},
-                          1.0 if ts is not None and self.now - ts <= self.stale_after_s else 0.0)
+            if not up[device]:
+                continue
             for key, text in sorted(raw.items()):
-                if key == "__ts":
-                    continue
                 value = _float(text)
-                if value is None:
+                if key.startswith("__") or value is None:
                     continue
                 try:
                     name, labels = parse_series_key(key)
                 except SeriesKeyError:
                     continue
-                labels.pop("device", None)  # ours wins
-                full = PREFIX + name
-                counter = name.endswith("_total")
-                family_name = full[: -len("_total")] if counter else full
-                family = families.get(family_name)
-                if family is None:
-                    family = families[family_name] = Metric(family_name, _help(name),
-                                                            "counter" if counter else "gauge")
-                family.add_sample(full, {"device": device, **labels}, value)
+                recorded = name
+                name, kind = exported(name)
+                family = name[: -len("_total")] if kind == "counter" else name
+                if name in own or family in own:
+                    continue  # a device may not shadow ThoxDash's own families
+                dropped = any(k in DROPPED_LABELS for k in labels)
+                labels = {k: v for k, v in labels.items()
+                          if not k.startswith("__") and k not in DROPPED_LABELS and k != "device"}
+                labels["device"] = device  # ours wins
+                kind_now, _, samples = families.setdefault(family, (kind, recorded, {}))
+                if kind_now != kind:
+                    continue  # `x_total` (counter x) and a gauge `x`: the first one seen keeps the name
+                sample = (PREFIX + name, tuple(sorted(labels.items())))
+                if sample in samples and dropped:
+                    samples[sample] += value  # e.g. GPU memory of every process with this name
+                else:
+                    samples.setdefault(sample, value)
+        return families
+
+    def collect(self) -> Iterator[Metric]:
+        seen = Metric(f"{PREFIX}device_last_seen_timestamp_seconds",
+                      "Unix time of the device's latest telemetry.", "gauge")
+        up_family = Metric(f"{PREFIX}device_up", "1 while the device reported within the stale window.",
+                           "gauge")
+        up: dict[str, bool] = {}
+        for device, raw in sorted(self.latest.items()):
+            ts = _float(raw.get("__ts"))
+            up[device] = ts is not None and self.now - ts <= self.stale_after_s
+            up_family.add_sample(up_family.name, {"device": device}, 1.0 if up[device] else 0.0)
+            if ts is not None and up[device]:
+                seen.add_sample(seen.name, {"device": device}, ts)
         yield seen
-        yield up
-        yield from (families[n] for n in sorted(families))
+        yield up_family
+        families = self._device_series(up)
+        for family in sorted(families):
+            kind, recorded, samples = families[family]
+            metric = Metric(PREFIX + family, _help(recorded), kind)
+            for (name, labels), value in samples.items():
+                metric.add_sample(name, dict(labels), value)
+            yield metric
+        yield from histogram_metrics({d: h for d, h in self.histograms.items() if up.get(d)})
+
+
+def histogram_metrics(raw: dict[str, dict[str, str]]) -> Iterator[Metric]:
+    from thoxdash.histograms import HISTOGRAMS, REQUESTS_FAMILY, REQUESTS_HELP, samples
+
+    helps = {spec.name: spec.help for spec in HISTOGRAMS.values()}
+    for family, rows in sorted(samples(raw).items()):
+        if family == REQUESTS_FAMILY:
+            metric = Metric(PREFIX + family, REQUESTS_HELP, "counter")
+        else:
+            metric = Metric(PREFIX + family, helps[family], "histogram")
+        for name, labels, value in rows:
+            metric.add_sample(PREFIX + name, labels, value)
+        yield metric
 
 
 def _float(text: str | None) -> float | None:
@@ -121,10 +167,14 @@ def _float(text: str | None) -> float | None:
 
 
 def render(latest: dict[str, dict[str, str]], now: float | None = None,
-           stale_after_s: float | None = None) -> bytes:
+           stale_after_s: float | None = None, histograms: dict[str, dict[str, str]] | None = None,
+           extra: Iterable[Any] = ()) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LatestCollector(latest, time.time() if now is None else now,
-                                      settings.STALE_AFTER_S if stale_after_s is None else stale_after_s))
+                                      settings.STALE_AFTER_S if stale_after_s is None else stale_after_s,
+                                      histograms))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry)
 
 
@@ -136,15 +186,23 @@ def scrape_token_ok(header: str, tokens: Iterable[str]) -> bool:
 
 
 def _handler(request: HttpRequest) -> HttpResponse:
+    from thoxdash import histograms
+    from thoxdash.selfmetrics import SelfCollector
+
+    s = store()
     try:
-        latest = store().latest_all()
+        latest = s.latest_all()
+        devices = sorted(latest)
+        histograms.catch_up(s.r, s.prefix, devices)  # None: another scrape is counting right now
+        hist = histograms.read_all(s.r, s.prefix, devices)
     except (redis.ConnectionError, redis.TimeoutError) as exc:  # Prometheus records up=0
         return HttpResponse(f"telemetry store unavailable: {exc.__class__.__name__}\n", status=503,
                             content_type="text/plain; charset=utf-8")
-    return HttpResponse(render(latest), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(render(latest, histograms=hist, extra=[SelfCollector(s)]),
+                        content_type=CONTENT_TYPE_LATEST)
 
 
-_with_api_auth = api_auth()(_handler)
+_with_api_auth: Callable[[HttpRequest], HttpResponse] = api_auth()(_handler)
 
 
 @require_GET

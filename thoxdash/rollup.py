@@ -115,10 +115,7 @@ def rollup_device(
 
 
 def _first_ts(store: TelemetryStore, device: str, lower: int | None) -> float | None:
-    if lower is None:
-        head = store.read(device, "telemetry", count=1)
-    else:
-        head = store.read_rollups(device, lower, count=1)
+    head = store.read(device, "telemetry", count=1) if lower is None else store.read_rollups(device, lower, count=1)
     return head[0]["ts"] if head else None
 
 
@@ -143,8 +140,9 @@ def trim_device(
             continue
         cut = now - keep[step]
         later = STEPS[i + 1 :]
-        if later and done[later[0]] is not None:
-            cut = min(cut, done[later[0]])
+        finer_done = done[later[0]] if later else None
+        if finer_done is not None:
+            cut = min(cut, finer_done)
         removed[f"rollup:{step}"] = store.trim_rollups_before(device, step, cut)
     return removed
 

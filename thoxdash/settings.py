@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "thoxdash.outage.StoreOutageMiddleware",  # 503 (not 500) while Redis is away
 ]
 
 ROOT_URLCONF = "thoxdash.urls"
@@ -134,12 +135,7 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_dir())]
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
 REDIS_PREFIX = env_str("THOXDASH_REDIS_PREFIX", "thox:")
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}asgi"},
-    }
-}
+# No channel layer: the websocket consumers read the device streams themselves (no group messages).
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
@@ -213,9 +209,13 @@ LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)
 
 # -- Webhook delivery (rule thresholds are data: advisors/config.py + per-device settings) ----
 WEBHOOK_TIMEOUT_S = env_float("THOXDASH_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
-WEBHOOK_MAX_ATTEMPTS = env_int("THOXDASH_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# A notification is retried until delivered or this old (then `failed`, "expired"), however many
+# attempts that takes; attempts back off from BASE to CAP.
+WEBHOOK_MAX_AGE_S = env_float("THOXDASH_WEBHOOK_MAX_AGE_S", 86_400.0, minimum=1.0)
 WEBHOOK_BACKOFF_BASE_S = env_float("THOXDASH_WEBHOOK_BACKOFF_BASE_S", 1.0, minimum=0.01)
 WEBHOOK_BACKOFF_CAP_S = env_float("THOXDASH_WEBHOOK_BACKOFF_CAP_S", 60.0, minimum=0.01)
+# alertmanager-api webhooks: re-send firing alerts this often (Prometheus' resend delay; endsAt = 4x).
+ALERTMANAGER_RESEND_S = env_float("THOXDASH_ALERTMANAGER_RESEND_S", 60.0, minimum=1.0)
 
 LOGGING = {
     "version": 1,

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 
+from collectors.runtimes import kind_names
+
 PRIORITIES = [("critical", "critical"), ("essential", "essential"), ("background", "background")]
-KINDS = [(k, k) for k in ("ollama", "tensorrt_llm", "triton", "vllm", "llamacpp", "cuquantum", "other")]
+KINDS = [(k, k) for k in (*kind_names(), "other")]  # the runtime registry
 GB = 1e9
 
 
 class RuntimeForm(forms.Form):
     name = forms.RegexField(regex=r"^[A-Za-z0-9_.-]{1,64}$", max_length=64)
-    kind = forms.ChoiceField(choices=KINDS)
+    # a blank first choice: the empty extra row stays unchanged, so the form saves as served
+    kind = forms.ChoiceField(choices=[("", "— kind —"), *KINDS])
     match = forms.CharField(max_length=200, required=False, help_text="process name or command-line regex")
     url = forms.URLField(max_length=300, required=False)
     ceiling_gb = forms.FloatField(min_value=0.01, max_value=4096, required=False, label="Ceiling (GB)")
     priority = forms.ChoiceField(choices=PRIORITIES, initial="background")
+
+    def clean_match(self) -> str:
+        value = self.cleaned_data.get("match") or ""
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise forms.ValidationError(f"not a valid regular expression: {exc}") from None
+        return value
 
     def to_config(self) -> dict[str, Any]:
         d = self.cleaned_data
@@ -61,6 +74,31 @@ class SloForm(forms.Form):
 class DeviceForm(forms.Form):
     isolated_cpus = forms.RegexField(regex=r"^[0-9,\- ]*$", max_length=200, required=False,
                                      help_text="e.g. 4-7")
+
+
+class WebhookForm(forms.Form):
+    url = forms.URLField(max_length=500, label="URL", assume_scheme="https")
+    format = forms.ChoiceField(choices=[("json", "Generic JSON"), ("slack", "Slack"),
+                                        ("alertmanager", "Alertmanager v4")], initial="json")
+    min_severity = forms.ChoiceField(choices=[("info", "info"), ("warning", "warning"), ("critical", "critical")],
+                                     initial="warning", label="Min severity")
+    secret = forms.CharField(max_length=200, required=False, label="HMAC secret (optional)",
+                             widget=forms.PasswordInput(render_value=False))
+
+    def clean_url(self) -> str:
+        value = self.cleaned_data["url"]
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise forms.ValidationError("only http and https URLs can receive webhooks")
+        return value
+
+
+def redacted(url: str) -> str:
+    """scheme://host[:port]/… : what read-only users see of a webhook URL (its path can be a secret)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}/…" if parts.path not in ("", "/") or parts.query else f"{parts.scheme}://{host}/"
 
 
 RuntimeFormSet = forms.formset_factory(RuntimeForm, extra=1, can_delete=True)

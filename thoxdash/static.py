@@ -27,6 +27,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.handlers.exception import response_for_exception
 from django.http import HttpResponse, HttpResponseNotModified
+from django.http.response import HttpResponseBase
 from django.utils.http import http_date
 from django.views.static import was_modified_since
 
@@ -113,7 +114,7 @@ class CachedStaticFiles(ASGIStaticFilesHandler):
                 if not was_modified_since(
                     request.META.get("HTTP_IF_MODIFIED_SINCE"), stat.st_mtime
                 ):
-                    response = HttpResponseNotModified()
+                    response: HttpResponseBase = HttpResponseNotModified()
                 else:
                     body = await sync_to_async(_gzipped, thread_sensitive=False)(
                         found, stat.st_mtime, stat.st_size

@@ -18,6 +18,7 @@ from thoxdash import (
 
 urlpatterns = [
     path("", views.fleet, name="fleet"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("devices/<str:device_id>/", views.device, name="device"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/<int:pk>/ack", alerts_page.ack, name="alert-ack"),
@@ -25,9 +26,11 @@ urlpatterns = [
     path("silences/<int:pk>/expire", alerts_page.expire_form, name="silence-expire"),
     path("advisor/", views.advisor, name="advisor"),
     path("advisor/do", advisor_views.do, name="advisor-do"),
+    path("advisor/confirm", advisor_views.confirm, name="advisor-confirm"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/webhooks/<int:webhook_id>/test", views.webhook_test, name="webhook-test"),
     path("settings/users", views.users_edit, name="users-edit"),
+    path("settings/webhooks", views.webhook_edit, name="webhook-edit"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

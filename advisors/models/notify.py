@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from django.db import models
 
+from advisors.notify import NOTIFIERS
+
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class Webhook(models.Model):
-    FORMATS = [("alertmanager", "Alertmanager v4"), ("slack", "Slack"), ("json", "Generic JSON")]
+    FORMATS = [(n.format, n.label) for n in NOTIFIERS.values()]  # derived: advisors.notify.NOTIFIERS
     SEVERITIES = [("info", "info"), ("warning", "warning"), ("critical", "critical")]
 
     url = models.URLField(max_length=500)
-    format = models.CharField(max_length=16, choices=FORMATS, default="json")
+    format = models.CharField(max_length=32, choices=FORMATS, default="json")
     secret = models.CharField(max_length=200, blank=True, default="")
     min_severity = models.CharField(max_length=16, choices=SEVERITIES, default="warning")
     enabled = models.BooleanField(default=True)

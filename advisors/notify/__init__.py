@@ -1,23 +1,21 @@
-"""Notifiers: one module per webhook format; `dispatch` turns alert transitions into deliveries,
-`sender` makes the HTTP attempts (signed, retried, recorded on the Delivery row)."""
+"""Notifiers: one module per webhook format, registered in NOTIFIERS.
+
+Layers, each importing only those before it (no cycle, no imports inside functions):
+base (alert view, signing) -> the formats -> NOTIFIERS (here) -> links -> sender (one HTTP attempt on
+a Delivery row, `send_test`) -> tasks (the delivery pool and Celery task, retries, `enqueue`) ->
+dispatch (alert transitions -> Delivery rows -> first attempts; the sweep).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from advisors.notify.alertmanager import AlertmanagerNotifier
+from advisors.notify.alertmanager_api import AlertmanagerApiNotifier
 from advisors.notify.base import Notifier
 from advisors.notify.generic import JsonNotifier
 from advisors.notify.slack import SlackNotifier
 
-NOTIFIERS: dict[str, Notifier] = {n.format: n for n in (AlertmanagerNotifier(), SlackNotifier(), JsonNotifier())}
+# The one registry of formats: Webhook.FORMATS, `webhook add --format` and the Settings page derive from it.
+NOTIFIERS: dict[str, Notifier] = {n.format: n for n in (
+    AlertmanagerNotifier(), SlackNotifier(), JsonNotifier(), AlertmanagerApiNotifier())}
 
-
-def send_test(webhook: Any) -> Any:
-    """Send one synthetic notification now (no retries); returns the Delivery row."""
-    from advisors.notify.sender import send_test as run
-
-    return run(webhook)
-
-
-__all__ = ["NOTIFIERS", "Notifier", "send_test"]
+__all__ = ["NOTIFIERS", "Notifier"]

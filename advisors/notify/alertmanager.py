@@ -16,9 +16,10 @@ def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
 
 class AlertmanagerNotifier(Notifier):
     format = "alertmanager"
+    label = "Alertmanager v4 (webhook body)"
 
     def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
-        items = []
+        items: list[dict[str, Any]] = []
         for a in alerts:
             labels = {"alertname": a.rule, "device": a.device, "severity": a.severity, **a.labels}
             items.append({"status": a.status, "labels": labels, "annotations": {"summary": a.summary},

@@ -56,12 +56,18 @@ class Notifier:
     """A payload format. Subclasses implement `payload`; the sender does the HTTP."""
 
     format = ""
+    label = ""  # what the Settings page and the admin show
 
-    def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
+    def payload(self, alerts: list[AlertView], ctx: Context) -> Any:
+        """The JSON body (an object, or a list for formats that want one)."""
         raise NotImplementedError
 
+    def endpoint(self, url: str) -> str:
+        """Where the body is POSTed, given the webhook's URL."""
+        return url
 
-def body_bytes(payload: dict[str, Any]) -> bytes:
+
+def body_bytes(payload: Any) -> bytes:
     """The exact bytes sent (and signed): stable across retries."""
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 

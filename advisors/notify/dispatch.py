@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any
+from functools import partial
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -22,13 +20,10 @@ from django.utils import timezone
 from advisors.models import Alert, Delivery, Silence, Webhook
 from advisors.notify import NOTIFIERS
 from advisors.notify.base import AlertView, Context
+from advisors.notify.links import external_url
+from advisors.notify.tasks import enqueue, start_now
 
 log = logging.getLogger(__name__)
-
-
-def external_url() -> str:
-    url = getattr(settings, "EXTERNAL_URL", None) or os.environ.get("THOXDASH_EXTERNAL_URL")
-    return (url or f"http://127.0.0.1:{os.environ.get('THOXDASH_PORT', '8090')}").rstrip("/")
 
 
 def reason(alerts: list[AlertView]) -> str:
@@ -73,46 +68,24 @@ def plan(alerts: list[Alert]) -> list[Delivery]:
     return created
 
 
-def enqueue(pk: int, countdown: float = 0.0) -> None:
-    """Hand one delivery to Celery; if the broker is down the sweep picks the row up later."""
-    from advisors.notify.tasks import deliver
-
-    try:
-        deliver.apply_async((pk,), countdown=countdown or None)
-    except Exception as exc:  # broker unreachable: the row stays pending, the sweep retries it
-        log.warning("could not enqueue delivery %s: %s", pk, exc)
-
-
-def start_now(pk: int) -> None:
-    """First attempt right away on this worker's delivery pool (no second trip through the queue,
-    where it would wait behind the next cycle's evaluations); retries go through Celery."""
-    from advisors.notify.tasks import pool, run_attempt
-
-    pool().submit(run_attempt, pk)
-
-
 def notify_transitions(result: dict[str, list[Alert]]) -> list[Delivery]:
     """Called by the evaluation task: plan the deliveries and start each one (one per webhook)."""
     alerts = [*result.get("fired", []), *result.get("escalated", []), *result.get("resolved", [])]
     deliveries = plan(alerts)
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: start_now(pk))
+        transaction.on_commit(partial(start_now, delivery.pk))
     return deliveries
 
 
 def sweep(grace_s: float = 10.0) -> int:
-    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted)."""
+    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted), oldest
+    first (an attempt on a row waiting behind an older one of its webhook does nothing)."""
     now = timezone.now()
     late = now - timedelta(seconds=grace_s)
     stuck = Delivery.objects.filter(
         Q(status=Delivery.SENDING, locked_until__lt=now)
         | Q(status__in=[Delivery.PENDING, Delivery.RETRYING], next_attempt_at__lt=late)
-    ).values_list("pk", flat=True)[:500]
+    ).order_by("pk").values_list("pk", flat=True)[:500]
     for pk in stuck:
         enqueue(pk)
     return len(stuck)
-
-
-def as_dicts(deliveries: Iterable[Delivery]) -> list[dict[str, Any]]:
-    return [{"id": d.pk, "webhook": d.webhook_id, "status": d.status, "attempts": d.attempts,
-             "http_status": d.http_status, "error": d.error, "duration_ms": d.duration_ms} for d in deliveries]

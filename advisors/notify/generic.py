@@ -10,6 +10,7 @@ from advisors.notify.base import AlertView, Context, Notifier
 
 class JsonNotifier(Notifier):
     format = "json"
+    label = "Generic JSON"
 
     def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ def escape(text: str) -> str:
 
 class SlackNotifier(Notifier):
     format = "slack"
+    label = "Slack"
 
     def payload(self, alerts: list[AlertView], ctx: Context) -> dict[str, Any]:
         firing = [a for a in alerts if a.status == "firing"]

@@ -64,6 +64,42 @@ def inference_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
     return {int(c) for c in governors if is_uint(c)}
 
 
+def _cpu_ranges(cpus: Any) -> str:
+    from advisors.recommend.words import cpu_list
+
+    return cpu_list(cpus)
+
+
+def host_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
+    """The host's CPUs: from the governors, else from the per-core load series (config "online_cpus")."""
+    cpus = {int(c) for c in (state.get("cpu_governor") or {}) if is_uint(str(c))}
+    return cpus or parse_cpus(config.get("online_cpus"))
+
+
+def suggest_isolated(state: dict[str, Any], config: dict[str, Any]) -> str:
+    """A sixth of the real CPUs (at least one), taken from the top; none on hosts under 4 CPUs."""
+    cpus = sorted(host_cpus(state, config))
+    if len(cpus) < 4:
+        return ""
+    picked = cpus[-max(1, len(cpus) // 6):]
+    return ",".join(str(c) for c in picked) if len(picked) < 3 else f"{picked[0]}-{picked[-1]}"
+
+
+def is_jetson(state: dict[str, Any], config: dict[str, Any]) -> bool:
+    if "jetson" in config:
+        return bool(config["jetson"])
+    clocks = state.get("clocks_locked")
+    return (isinstance(state.get("nvpmodel"), dict) and state["nvpmodel"].get("id") is not None) or (
+        isinstance(clocks, dict) and (clocks.get("gpu") is not None or clocks.get("emc") is not None))
+
+
+def boot_file(state: dict[str, Any], config: dict[str, Any]) -> str:
+    """Where boot parameters go on this platform: extlinux on Jetson, GRUB elsewhere."""
+    if is_jetson(state, config):
+        return "APPEND line of /boot/extlinux/extlinux.conf"
+    return "GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub"
+
+
 def check_preempt_rt(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     value = state.get("preempt_rt")
     if value is None:
@@ -79,7 +115,7 @@ def check_cpu_governor(state: dict[str, Any], config: dict[str, Any]) -> dict[st
     cores = inference_cpus(state, config)
     wrong = {c: g for c, g in governors.items() if is_uint(c) and int(c) in cores and g != "performance"}
     value = {c: governors[c] for c in sorted(governors, key=lambda c: int(c) if is_uint(c) else -1)}
-    note = f"not performance on cpu {','.join(sorted(wrong, key=int))}" if wrong else ""
+    note = f"not performance on CPUs {_cpu_ranges(wrong)}" if wrong else ""
     return _result("cpu_governor", "warn" if wrong else "ok", value, "performance", note)
 
 
@@ -110,9 +146,14 @@ def check_isolcpus(state: dict[str, Any], config: dict[str, Any]) -> dict[str, A
         return _result("isolcpus", "unknown", None, "isolcpus nohz_full rcu_nocbs for inference cores")
     isolated = state.get("isolated_cpus") or ""
     nohz = state.get("nohz_full_cpus") or ""
-    cores = config.get("isolated_cpus") or isolated
-    recommended = (f"isolcpus={cores} nohz_full={cores} rcu_nocbs={cores}" if cores
-                   else "e.g. isolcpus=4,5 nohz_full=4,5 rcu_nocbs=4,5") + " (extlinux.conf APPEND)"
+    cores = config.get("isolated_cpus") or isolated or suggest_isolated(state, config)
+    where = boot_file(state, config)
+    if cores:
+        recommended = f"isolcpus={cores} nohz_full={cores} rcu_nocbs={cores} ({where})"
+    else:
+        count = len(host_cpus(state, config))
+        recommended = (f"too few CPUs to isolate one for inference (this host has {count})" if count
+                       else f"isolcpus, nohz_full and rcu_nocbs for the inference cores ({where})")
     if not isolated:
         return _result("isolcpus", "warn", "none", recommended, "no CPU is isolated")
     if parse_cpus(nohz) != parse_cpus(isolated):

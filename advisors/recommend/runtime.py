@@ -115,7 +115,7 @@ def slo_recommendations(alerts: list[dict[str, Any]], last_used: dict[str, float
         if alert.get("rule") != "latency_slo_breach":
             continue
         labels = alert.get("labels") or {}
-        rt = labels.get("runtime")
+        rt = str(labels.get("runtime") or "")
         if prio.get(rt) not in ("critical", "essential"):
             continue
         busiest = sorted((rt_b for rt_b, p in prio.items() if p == "background" and rt_b != rt),
@@ -127,8 +127,10 @@ def slo_recommendations(alerts: list[dict[str, Any]], last_used: dict[str, float
                     "status": "warn",
                     "evidence": {"value": alert.get("summary") or "SLO breach",
                                  "where": f"alert latency_slo_breach on {rt}/{labels.get('model', '')}"},
-                    "recommended": f"admission limit {THROTTLE['max_concurrency']} concurrent, queue {THROTTLE['max_queue']} on {target}",
-                    "why": f"{rt} is {prio.get(rt)} and misses its deadline while background runtime {target} competes for the GPU and memory bandwidth.",
+                    "recommended": f"admission limit {THROTTLE['max_concurrency']} concurrent, "
+                                   f"queue {THROTTLE['max_queue']} on {target}",
+                    "why": f"{rt} is {prio.get(rt)} and misses its deadline while background runtime {target} "
+                           "competes for the GPU and memory bandwidth.",
                     "risk": f"low: {target}'s clients get 429/503 with Retry-After beyond the limit; undo removes it",
                     "needs_reboot": False,
                     "action": {"action": "throttle", "params": {"runtime": target, **THROTTLE}},
@@ -160,7 +162,8 @@ def restart_recommendations(alerts: list[dict[str, Any]], config: dict[str, Any]
                                  "where": f"alert reload_degradation on {rt}/{labels.get('model', '')}"},
                     "recommended": "restart the runtime's service or container" + ("" if action else
                                    " (set its service or container in the device settings to do it from here)"),
-                    "why": "Decode speed stays low after a model reload until the runtime process restarts (the known workaround).",
+                    "why": "Decode speed stays low after a model reload until the runtime process restarts "
+                           "(the known workaround).",
                     "risk": "medium: in-flight requests fail and every model reloads",
                     "needs_reboot": False, "action": action, "safe": False, "auto_ok": False})
     return out
@@ -181,9 +184,11 @@ def spill_recommendations(values: dict[str, float], last_used: dict[str, float],
                     "status": "warn",
                     "evidence": {"value": f"{vram / size:.0%} on GPU ({_gib(vram)} of {_gib(size)})",
                                  "where": f"runtime_model_vram_bytes / runtime_model_bytes of {rt}"},
-                    "recommended": "load it fully on the GPU: free memory" + (f" (evict {victim[1]} from {victim[0]})" if victim else "")
+                    "recommended": "load it fully on the GPU: free memory"
+                                   + (f" (evict {victim[1]} from {victim[0]})" if victim else "")
                                    + ", lower num_ctx, or use a smaller quantization",
-                    "why": "Layers left on the CPU run many times slower than on the GPU, so every token waits for them.",
+                    "why": "Layers left on the CPU run many times slower than on the GPU, so every token "
+                           "waits for them.",
                     "risk": "low: the evicted model reloads on its next request", "needs_reboot": False,
                     "action": action, "safe": False, "auto_ok": False})
     return out

@@ -1,6 +1,6 @@
 """Detection rules: pure functions of (window, config, active fingerprints) -> findings.
 
-Names are fixed by DESIGN.md. The same functions run live in Celery and offline in
+Names are a contract (docs/ARCHITECTURE.md, advisors/ALERTS.md). The same functions run live in Celery and offline in
 `manage.py evaluate`. A rule may keep small notes for its next cycle in `window.memo`.
 """
 

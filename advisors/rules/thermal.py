@@ -98,7 +98,8 @@ def thermal_throttling(window: Window, config: dict[str, Any], active: set[str])
         clocks = ""
         if fall:
             kind, now_hz, peak_hz = fall
-            clocks = f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} from {peak_hz / 1e6:.0f} MHz"
+            clocks = (f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} "
+                      f"from {peak_hz / 1e6:.0f} MHz")
         if limit is None:
             why = _busy(window, t) if fall else ""
             if not why and not firing:

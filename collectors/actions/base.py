@@ -62,7 +62,7 @@ class Action:
         """Validate saved old values before writing them back (they come back through Redis)."""
 
     def same(self, current: Any, wanted: Any) -> bool:
-        return current == wanted
+        return bool(current == wanted)
 
     def mismatches(self, current: dict[str, Any], wanted: dict[str, Any], skip: list[str]) -> list[str]:
         return [f"{target}: read back {current.get(target)!r}, expected {value!r}"

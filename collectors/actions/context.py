@@ -90,7 +90,7 @@ class ActionContext:
         runtime_name = check_name(value, "runtime")
         for runtime in self.config.get("runtimes") or []:
             if runtime.get("name") == runtime_name:
-                return runtime
+                return dict(runtime)
         broken = f" (the allow-list is unusable: {self.config['error']})" if self.config.get("error") else ""
         raise ParamError(f"runtime {runtime_name!r} is not in this device's allow-list{broken}")
 

@@ -8,7 +8,6 @@ also what makes requests idempotent: a request id already in the log is never ap
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -18,25 +17,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from collectors.actions import registry
 from collectors.actions.base import ApplyError, Outcome, execute, undo
 from collectors.actions.context import ActionContext, ToolError, config_path, load_config, priority
 from collectors.actions.params import ParamError
 from collectors.actions.signing import Rejected, verify
-from collectors.recording import dumps
-from collectors.store import TelemetryStore
+from collectors.keys import ACTION_GROUP
+from collectors.store import RECONNECT_MAX_S, TelemetryStore
 
 log = logging.getLogger(__name__)
-GROUP = "agent"
+GROUP = ACTION_GROUP
 FAILURES = (ApplyError, ParamError, ToolError, OSError)
 LOG_MAX = 5_000          # records kept in the action log (undo needs the record)
 LOG_KEEP_S = 86_400.0    # ... but none younger than this is dropped
-
-
-def log_key(store: TelemetryStore, device: str) -> str:
-    return store.keys(device).stream("action_log")
 
 
 class Executor:
@@ -51,25 +44,14 @@ class Executor:
         self.ctx = ActionContext(root=Path(root), device=device,
                                  config=load_config(Path(root)) if config is None else config, store=store)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.keys = store.keys(device)
-        self.log_key = log_key(store, device)
-        self._group_ready = False
+        self.queue = store.action_queue(device)
+        self.action_log = store.action_log(device)
         self.current_id = ""
         self.handled = 0
 
     # -- the stream ------------------------------------------------------------------------------
     def ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        try:
-            self.store.r.xgroup_create(self.keys.actions, GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        # take over requests another (dead) agent process read but never acknowledged
-        with contextlib.suppress(redis.ResponseError):
-            self.store.r.xautoclaim(self.keys.actions, GROUP, self.consumer, min_idle_time=60_000, count=100)
-        self._group_ready = True
+        self.queue.ensure_group(self.consumer)
 
     def _mtime(self) -> float | None:
         try:
@@ -79,19 +61,16 @@ class Executor:
 
     def poll(self, now: float | None = None, count: int = 10) -> list[dict[str, Any]]:
         """Handle waiting requests (own pending first, then new ones); return their results."""
-        self.ensure_group()
         if self.config_file is not None and self._mtime() != self._config_mtime:
             self._config_mtime = self._mtime()
             self.ctx.config = load_config(self.ctx.root, str(self.config_file))
             log.info("action allow-list reloaded from %s", self.config_file)
         results = []
         for start in ("0", ">"):
-            reply = self.store.r.xreadgroup(GROUP, self.consumer, {self.keys.actions: start}, count=count)
-            for _stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    if fields:
-                        results.append(self.handle(fields, time.time() if now is None else now))
-                    self.store.r.xack(self.keys.actions, GROUP, entry_id)
+            for entry_id, fields in self.queue.read(self.consumer, start, count):
+                if fields:
+                    results.append(self.handle(fields, time.time() if now is None else now))
+                self.queue.ack(entry_id)
         return results
 
     # -- one request -----------------------------------------------------------------------------
@@ -99,15 +78,16 @@ class Executor:
         try:
             message = verify(fields, self.key, self.device, now)
         except Rejected as exc:
-            result = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
+            rejected: dict[str, Any] = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
             if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
-                result["action"] = exc.authentic.get("action")
-                self.store.r.hsetnx(self.log_key, exc.authentic["id"], dumps({**result, "sig": fields["sig"]}))
-            return self._emit(result, now)
+                rejected["action"] = exc.authentic.get("action")
+                self.action_log.claim(exc.authentic["id"], {**rejected, "sig": fields["sig"]})
+            return self._emit(rejected, now)
         rid = message["id"]
         record = {"status": "running", "sig": fields["sig"], "action": message.get("action")}
-        if not self.store.r.hsetnx(self.log_key, rid, dumps(record)):
+        if not self.action_log.claim(rid, record):
             return self._duplicate(rid, fields["sig"], now)
+        result: dict[str, Any]
         try:
             result = self.dispatch(message)
         except Exception as exc:  # a bug must still answer the request
@@ -117,7 +97,7 @@ class Executor:
                        "requested_by": message.get("requested_by", ""), "origin": message.get("origin", "user")})
         result.setdefault("ts", now)
         saved = {**result, "sig": fields["sig"], "params": result.get("params", message.get("params"))}
-        self.store.r.hset(self.log_key, rid, dumps(saved))
+        self.action_log.put(rid, saved)
         self.handled += 1
         if self.handled % 50 == 0:
             self.trim_log(now)
@@ -126,19 +106,7 @@ class Executor:
     def trim_log(self, now: float) -> int:
         """Keep the log to LOG_MAX records: drop the oldest, never one younger than LOG_KEEP_S
         (requests expire long before that, so replay protection is kept)."""
-        if self.store.r.hlen(self.log_key) <= LOG_MAX:
-            return 0
-        entries = []
-        for rid, text in self.store.r.hgetall(self.log_key).items():
-            try:
-                entries.append((float(json.loads(text).get("ts") or 0.0), rid))
-            except (ValueError, AttributeError):
-                entries.append((0.0, rid))
-        entries.sort()
-        doomed = [rid for ts, rid in entries[: len(entries) - LOG_MAX] if ts < now - LOG_KEEP_S]
-        if doomed:
-            self.store.r.hdel(self.log_key, *doomed)
-        return len(doomed)
+        return self.action_log.trim(now, LOG_MAX, LOG_KEEP_S)
 
     def _duplicate(self, rid: str, sig: str, now: float) -> dict[str, Any]:
         previous = self.lookup(rid) or {}
@@ -154,8 +122,7 @@ class Executor:
         result = {k: v for k, v in result.items() if k not in ("sig", "snapshot", "steps_snapshot")}
         result.setdefault("ts", now)
         result["device"] = self.device
-        self.store.r.xadd(self.keys.action_results, {"j": dumps(result)},
-                          maxlen=5_000, approximate=True)
+        self.queue.add_result(result)
         if event and result.get("status") in ("applied", "partial", "rolled_back", "undone"):
             self.store.publish(self.device, [{"ts": now, "source": "agent", "event": {
                 "kind": "action_applied", "action": result.get("action"), "request_id": result.get("request_id"),
@@ -166,8 +133,7 @@ class Executor:
         return result
 
     def lookup(self, rid: str) -> dict[str, Any] | None:
-        text = self.store.r.hget(self.log_key, rid)
-        return json.loads(text) if text else None
+        return self.action_log.get(rid)
 
     # -- dispatch --------------------------------------------------------------------------------
     def dispatch(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -214,12 +180,13 @@ class Executor:
     def batch(self, params: dict[str, Any], origin: str, dry_run: bool) -> dict[str, Any]:
         steps = params.get("steps")
         if not isinstance(steps, list) or not 0 < len(steps) <= registry.MAX_BATCH:
-            return {"status": "rejected", "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
+            return {"status": "rejected",
+                    "reason": f"invalid parameter: 'steps' must list 1-{registry.MAX_BATCH} actions"}
         prepared = []
         for index, step in enumerate(steps):
             name = step.get("action") if isinstance(step, dict) else None
             action = registry.ACTIONS.get(name) if isinstance(name, str) else None
-            if action is None or not action.safe:
+            if not isinstance(name, str) or action is None or not action.safe:
                 return {"status": "rejected", "reason": f"step {index + 1}: {name!r} is not a safe tuning action"}
             try:
                 prepared.append((name, self.prepare(name, step.get("params") or {}, origin)))
@@ -241,7 +208,9 @@ class Executor:
 
     def undo(self, params: dict[str, Any]) -> dict[str, Any]:
         target = params.get("request_id")
-        original = self.lookup(target) if isinstance(target, str) else None
+        if not isinstance(target, str):
+            return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
+        original = self.lookup(target)
         if original is None:
             return {"status": "rejected", "reason": f"nothing to undo: unknown request {str(target)[:64]!r}"}
         if original.get("undone_by"):
@@ -249,6 +218,7 @@ class Executor:
         if original.get("status") not in ("applied", "partial"):
             return {"status": "rejected", "reason": f"request {target} was {original.get('status')}: nothing to undo"}
         self.ctx.request_id = target
+        result: dict[str, Any]
         if original.get("action") == "batch":
             results = []
             pairs = list(zip(original.get("steps") or [], original.get("steps_snapshot") or [], strict=False))
@@ -266,7 +236,7 @@ class Executor:
         result["params"] = {"request_id": target}
         if result["status"] == "undone":
             original["undone_by"] = self.current_id
-            self.store.r.hset(self.log_key, target, dumps(original))
+            self.action_log.put(target, original)
         return result
 
     def _undo_one(self, name: Any, params: Any, snapshot: Any) -> Outcome:
@@ -297,18 +267,31 @@ def _claimed_id(fields: dict[str, str]) -> str | None:
 
 class ExecutorHook:
     """The agent hook: each tick, start a poll in the executor's own thread unless one is still
-    running, so a slow action (a tool taking seconds) never delays telemetry."""
+    running, so a slow action (a tool taking seconds) never delays telemetry. After a failed poll
+    (Redis away) the next one waits 1 s doubling to RECONNECT_MAX_S: one warning per retry, not per tick."""
 
     def __init__(self, executor: Executor):
         self.executor = executor
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actions")
-        self.running: Future | None = None
+        self.running: Future[Any] | None = None
+        self.backoff = 0.0
+        self.retry_at = 0.0
 
     def __call__(self, agent: Any, now: float) -> None:
         if self.running is not None and not self.running.done():
             return
-        if self.running is not None and self.running.exception() is not None:
-            log.warning("action executor: %s", self.running.exception())
+        if self.running is not None:
+            error = self.running.exception()
+            self.running = None
+            if error is not None:
+                self.backoff = min(RECONNECT_MAX_S, max(1.0, self.backoff * 2))
+                self.retry_at = time.monotonic() + self.backoff
+                log.warning("action executor: %s: %s (retry in %.0f s)", error.__class__.__name__, error,
+                            self.backoff)
+            else:
+                self.backoff = 0.0
+        if time.monotonic() < self.retry_at:
+            return
         self.running = self.pool.submit(self.executor.poll)
 
 

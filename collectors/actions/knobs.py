@@ -23,6 +23,7 @@ from collectors.actions.params import (
     require,
 )
 from collectors.actions.params import name as check_name
+from collectors.tegra import GPU_CHIPS, gpu_devfreq_nodes
 from collectors.text import is_uint
 
 
@@ -86,7 +87,7 @@ class IrqAffinity(KnobAction):
     safe = True
 
     def best_effort(self, params: dict[str, Any]) -> bool:
-        return params["irq"] == "all"
+        return bool(params["irq"] == "all")
 
     def validate(self, params: dict[str, Any], ctx: ActionContext | None) -> dict[str, Any]:
         no_extra(params, {"irq", "cpus"})
@@ -130,11 +131,10 @@ class IrqAffinity(KnobAction):
         return format_cpus(cpu_list(value, "saved affinity"))
 
 
+# the GPU's platform device, for kernels without a devfreq link to it
 GPU_PM_GLOBS = ("sys/devices/platform/gpu.0/power/control",
-                "sys/devices/platform/*.gpu/power/control",
-                "sys/devices/platform/*.ga10b/power/control",
-                "sys/devices/platform/bus@0/*.gpu/power/control",
-                "sys/devices/platform/bus@0/*.ga10b/power/control")
+                *(f"sys/devices/platform/{bus}*.{chip}/power/control"
+                  for bus in ("", "bus@0/") for chip in GPU_CHIPS))
 
 
 class GpuRuntimePM(KnobAction):
@@ -157,18 +157,14 @@ class GpuRuntimePM(KnobAction):
         return choice(value, "saved runtime PM", RUNTIME_PM)
 
 
-GPU_DEVFREQ = re.compile(r"gpu|ga10b|gv11b|gp10b|gb10b", re.IGNORECASE)
-
-
 def gpu_power_controls(root: Path) -> dict[str, Path]:
     """GPU power/control files: the Jetson GPU's devfreq device (named as the tuning state names
     it), the platform device when there is no devfreq link, and NVIDIA PCI display controllers."""
     out: dict[str, Path] = {}
     seen: set[Path] = set()
-    devfreq = root / "sys/class/devfreq"
-    for dev in sorted(devfreq.iterdir()) if devfreq.is_dir() else []:
+    for dev in gpu_devfreq_nodes(root):
         control = dev / "device/power/control"
-        if GPU_DEVFREQ.search(dev.name) and control.exists():
+        if control.exists():
             out[dev.name] = control
             seen.add(control.resolve())
     for pattern in GPU_PM_GLOBS:
@@ -244,7 +240,7 @@ class CgroupMemory(KnobAction):
     def same(self, current: Any, wanted: Any) -> bool:
         if isinstance(current, int) and isinstance(wanted, int):
             return current // PAGE == wanted // PAGE  # the kernel rounds to pages
-        return current == wanted
+        return bool(current == wanted)
 
     def check_value(self, value: Any) -> Any:
         return "max" if value == "max" else integer(value, "saved limit", PAGE, 1 << 63)

@@ -42,7 +42,7 @@ def integer(value: Any, name: str, lo: int, hi: int) -> int:
             raise ParamError(f"'{name}' must be an integer, got {value!r}")
     if not lo <= value <= hi:
         raise ParamError(f"'{name}' must be between {lo} and {hi}, got {value}")
-    return value
+    return int(value)
 
 
 def choice(value: Any, name: str, options: tuple[str, ...]) -> str:
@@ -77,7 +77,8 @@ def cpu_list(value: Any, name: str = "cpus") -> list[int]:
 def format_cpus(cpus: list[int]) -> str:
     """[0,1,2,3,6] -> '0-3,6' (the kernel's list format)."""
     parts: list[str] = []
-    start = prev = None
+    start: int | None = None
+    prev = -2
     for cpu in sorted(set(cpus)):
         if start is None:
             start = prev = cpu

@@ -13,7 +13,8 @@ from collectors.actions.params import name as check_name
 
 EVICT_SETTLE_S = 5.0
 # the proxy's admission fields (collectors/proxy/admission.py), kept as they were on undo
-LIMIT_FIELDS = {"max_concurrency", "max_queue", "retry_after_s", "queue_timeout_s", "default_priority"}  # Ollama frees a model only when its in-flight requests end
+# Ollama frees a model only when its in-flight requests end
+LIMIT_FIELDS = {"max_concurrency", "max_queue", "retry_after_s", "queue_timeout_s", "default_priority"}
 
 
 class Evict(Action):

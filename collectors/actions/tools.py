@@ -11,27 +11,14 @@ from collectors.actions.base import Action, ApplyError
 from collectors.actions.context import ActionContext, ToolError
 from collectors.actions.params import ParamError, choice, integer, no_extra, require
 from collectors.actions.signing import REQUEST_ID
+from collectors.tegra import clocks_locked as tegra_clocks_locked
+from collectors.tegra.nvpmodel import power_models
 from collectors.text import is_uint
 
 
 def clocks_locked(ctx: ActionContext) -> bool | None:
-    """jtop's test: every online CPU has min==max, the GPU devfreq min==max. None if unreadable."""
-    pairs = []
-    for cpufreq in sorted(ctx.path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq")):
-        pairs.append((cpufreq / "scaling_min_freq", cpufreq / "scaling_max_freq"))
-    for devfreq in sorted(ctx.path("/sys/class/devfreq").glob("*")):
-        if "gpu" in devfreq.name or "ga10b" in devfreq.name or "gv11b" in devfreq.name:
-            pairs.append((devfreq / "min_freq", devfreq / "max_freq"))
-    seen = False
-    for lo, hi in pairs:
-        try:
-            low, high = lo.read_text().strip(), hi.read_text().strip()
-        except OSError:
-            continue
-        seen = True
-        if low != high:
-            return False
-    return True if seen else None
+    """What jetson_clocks does: every online CPU and the GPU pinned (min == max). None if unreadable."""
+    return tegra_clocks_locked(ctx.root)
 
 
 class JetsonClocks(Action):
@@ -93,16 +80,11 @@ class JetsonClocks(Action):
 
 
 MODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
-POWER_MODEL = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)\s*>")
 
 
 def nvpmodel_modes(ctx: ActionContext) -> dict[str, int]:
     """Mode names -> ids from the device's /etc/nvpmodel.conf."""
-    try:
-        text = ctx.path("/etc/nvpmodel.conf").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    return {name: int(i) for i, name in POWER_MODEL.findall(text)}
+    return {name: i for i, name in power_models(ctx.root).items()}
 
 
 class NvpModel(Action):
@@ -126,7 +108,8 @@ class NvpModel(Action):
                 modes = nvpmodel_modes(ctx)
                 found = modes.get(clean["mode"])
                 if found is None:
-                    found = next((i for n, i in sorted(modes.items()) if n.upper().startswith(clean["mode"].upper())), None)
+                    wanted = clean["mode"].upper()
+                    found = next((i for n, i in sorted(modes.items()) if n.upper().startswith(wanted)), None)
                 if found is None:
                     raise ParamError(f"no power mode named {clean['mode']!r} in /etc/nvpmodel.conf")
                 clean["mode"] = found

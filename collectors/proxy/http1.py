@@ -28,12 +28,12 @@ class Head:
     first: bytes  # request line or status line
     lines: list[tuple[bytes, bytes, bytes]] = field(
         default_factory=list
-    )  # (lower name, value, raw line)
+    )  # (lower name, name as sent, value without surrounding whitespace)
     index: dict[bytes, list[bytes]] = field(default_factory=dict)  # lower name -> values
 
     def __post_init__(self) -> None:
         if self.lines and not self.index:
-            for lname, value, _ in self.lines:
+            for lname, _, value in self.lines:
                 self.index.setdefault(lname, []).append(value)
 
     def get(self, name: bytes) -> bytes | None:
@@ -51,6 +51,7 @@ class Head:
 
 
 def parse_head(raw: bytes) -> Head:
+    """A response head (from the runtime): lenient on values, strict on names and framing."""
     lines = raw.split(b"\r\n")
     parsed: list[tuple[bytes, bytes, bytes]] = []
     index: dict[bytes, list[bytes]] = {}
@@ -60,7 +61,7 @@ def parse_head(raw: bytes) -> Head:
             raise HttpError(f"malformed header line {line[:60]!r}")
         lname = name.lower()
         value = value.strip()
-        parsed.append((lname, value, line))
+        parsed.append((lname, name, value))
         values = index.get(lname)
         if values is None:
             index[lname] = [value]
@@ -112,7 +113,16 @@ def chunk_size(line: bytes) -> int:
     digits = line.split(b";", 1)[0].rstrip(b" \t") if b";" in line else line
     if not digits or len(digits) > MAX_CHUNK_DIGITS or not _HEX.issuperset(digits):
         raise HttpError("bad chunk size", 502)
-    return int(digits, 16)
+    size = int(digits, 16)
+    if digits is line and size and len(_SIZES) < _SIZES_MAX:
+        _SIZES[line] = size
+    return size
+
+
+# chunk-size lines of plain hex digits, as streams send them, and their values: looked up rather
+# than re-validated for every chunk (the strict parse fills it; bounded)
+_SIZES: dict[bytes, int] = {}
+_SIZES_MAX = 4096
 
 
 class ChunkedBody:
@@ -124,9 +134,17 @@ class ChunkedBody:
         self.state = self.SIZE
         self.remaining = 0
         self.pending = b""
+        self.trailers = 0  # bytes of trailer lines so far (bounded like a head)
 
     def feed(self, data: bytes) -> tuple[bytes, int, bool]:
         held = len(self.pending)
+        if not held and self.state == self.SIZE:
+            # the usual read of a stream: exactly one whole chunk (one token, one event)
+            nl = data.find(b"\r\n")
+            if 0 < nl <= MAX_CHUNK_DIGITS and data[-2:] == b"\r\n":
+                size = _SIZES.get(data[:nl])
+                if size is not None and nl + 4 + size == len(data):
+                    return data[nl + 2 : nl + 2 + size], len(data), False
         buf = self.pending + data if held else data
         pos = 0
         out: list[bytes] = []
@@ -172,6 +190,9 @@ class ChunkedBody:
                         raise HttpError("trailers too long", 502)
                     break
                 empty = nl == pos
+                self.trailers += nl - pos + 2
+                if self.trailers > MAX_HEAD:
+                    raise HttpError("trailers too long", 502)
                 pos = nl + 2
                 if empty:
                     self.pending = b""

@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from collectors.catalog import known
 from collectors.series import series_key
 
-QUEUE = "request_queue_seconds"
-TTFT = "request_ttft_seconds"
-TOTAL = "request_total_seconds"
-DECODE_TPS = "request_decode_tokens_per_second"
-PROMPT_TPS = "request_prompt_tokens_per_second"
-RUNNING = "requests_running"
-WAITING = "requests_waiting"
-REJECTED = "requests_rejected_total"
+# names, units and help: collectors/catalog.py
+QUEUE = known("request_queue_seconds")
+TTFT = known("request_ttft_seconds")
+TOTAL = known("request_total_seconds")
+DECODE_TPS = known("request_decode_tokens_per_second")
+PROMPT_TPS = known("request_prompt_tokens_per_second")
+RUNNING = known("requests_running")
+WAITING = known("requests_waiting")
+REJECTED = known("requests_rejected_total")
 
 _MEANS = (("queue_s", QUEUE), ("ttft_s", TTFT), ("total_s", TOTAL))
 
@@ -43,8 +45,9 @@ def latency_values(runtime: str, requests: list[dict[str, Any]]) -> dict[str, fl
             ("completion_tokens", "completion_s", DECODE_TPS),
             ("prompt_tokens", "prompt_s", PROMPT_TPS),
         ):
+            # prompt speed over the tokens the runtime processed: cached ones took no time
             pairs = [
-                (r[tok], r[secs])
+                (r[tok] - (_cached(r) if name == PROMPT_TPS else 0), r[secs])
                 for r in reqs
                 if isinstance(r.get(tok), (int, float)) and isinstance(r.get(secs), (int, float))
             ]
@@ -52,6 +55,11 @@ def latency_values(runtime: str, requests: list[dict[str, Any]]) -> dict[str, fl
             if total_s > 0:
                 out[series_key(name, **labels)] = sum(t for t, _ in pairs) / total_s
     return out
+
+
+def _cached(req: dict[str, Any]) -> float:
+    cached = req.get("cached_tokens")
+    return float(cached) if isinstance(cached, (int, float)) and not isinstance(cached, bool) else 0.0
 
 
 def req_runtime(reqs: list[dict[str, Any]], default: str) -> str:

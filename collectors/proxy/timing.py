@@ -1,15 +1,11 @@
 """Per-request timing extraction from a response body, fed chunk by chunk as it streams.
 
-Framings: `ndjson` (Ollama /api/*), `sse` (OpenAI-compatible /v1/*, llama.cpp, vLLM, TensorRT-LLM),
+Framings: `ndjson` (e.g. Ollama /api/*), `sse` (OpenAI-compatible servers),
 `json` (a non-streaming body), `raw` (anything else: only sizes and times are kept).
-One object handler understands every runtime's shape:
-  - Ollama: `response` / `message.{content,thinking,tool_calls}`; final `done: true` with
-    nanosecond durations (total, load, prompt_eval, eval) and counts.
-  - OpenAI: `choices[].delta.{content,reasoning_content,reasoning,tool_calls}` (or `.text`,
-    `.message` when not streaming), `usage`.
-  - llama.cpp: `timings` {prompt_n, prompt_ms, predicted_n, predicted_ms, cache_n}, native
-    `/completion`'s top-level `content`.
-  - errors: `{"error": "..."}` or `{"error": {"message": ...}}`, also mid-stream at status 200.
+Framing is generic; what each JSON object means is each runtime kind's response shape
+(`RuntimeKind.shape` in collectors/runtimes/<kind>.py: Ollama's `done: true` durations, OpenAI's
+`choices`/`usage`, llama.cpp's `timings`), all of them tried on every object. Generic here:
+`model`, and errors `{"error": "..."}` or `{"error": {"message": ...}}`, also mid-stream at 200.
 
 Bad input (invalid JSON, non-UTF-8, lines over `max_line` bytes) is counted as a parse error and
 never raises: the bytes themselves are forwarded by the proxy untouched whatever happens here.
@@ -26,13 +22,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from collectors.runtimes import SHAPES
+from collectors.runtimes.kind import Times
+
 MAX_LINE = 1 << 20  # an NDJSON line / SSE event larger than this is not parsed
 MAX_JSON_BODY = 16 << 20  # a non-streaming body larger than this is not parsed
 DEFER_MAX = 256 << 10  # unparsed bytes a deferred stream may hold before it is parsed
 
-_scan_once = json.JSONDecoder().scan_once  # the C scanner, without json.loads' wrappers
-_OPENAI_OUTPUT = ("content", "reasoning_content", "reasoning", "tool_calls")
-_OLLAMA_OUTPUT = ("content", "thinking", "tool_calls")
+# the C scanner, without json.loads' wrappers
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def framing_for(content_type: str | None, content_encoding: str | None = None) -> str:
@@ -80,11 +78,8 @@ class StreamTiming:
         self.first_output_t: float | None = None
         self.last_output_t: float | None = None
         self.output_chunks = 0
-        self.final: dict[str, Any] | None = None  # Ollama done:true object
-        self.usage: dict[str, Any] | None = None  # OpenAI usage
-        self.timings: dict[str, Any] | None = None  # llama.cpp timings
+        self.seen: dict[str, Any] = {}  # what the response shapes kept (collectors.runtimes)
         self.model: str | None = None
-        self.done_reason: str | None = None
         self.error: str | None = None
         self.parse_errors = 0
         self.parse_error: str | None = None
@@ -103,6 +98,11 @@ class StreamTiming:
         self._deferred_bytes = 0
         self._defer_max = defer_max
         self._closed_t: float | None = None
+
+    @property
+    def done_reason(self) -> str | None:
+        reason = self.seen.get("done_reason")
+        return reason if isinstance(reason, str) else None
 
     # -- feeding ---------------------------------------------------------------------------
     def feed(self, data: bytes, t: float) -> None:
@@ -284,45 +284,9 @@ class StreamTiming:
         if isinstance(model, str) and model and self.model is None:
             self.model = model
         output = False
-        # Ollama
-        response = obj.get("response")
-        if isinstance(response, str) and response:
-            output = True
-        message = obj.get("message")
-        if isinstance(message, dict) and any(message.get(k) for k in _OLLAMA_OUTPUT):
-            output = True
-        if obj.get("done") is True:
-            self.final = obj
-            reason = obj.get("done_reason")
-            if isinstance(reason, str):
-                self.done_reason = reason
-        # OpenAI
-        choices = obj.get("choices")
-        if isinstance(choices, list):
-            for choice in choices:
-                if not isinstance(choice, dict):
-                    continue
-                delta = choice.get("delta")
-                if not isinstance(delta, dict):
-                    delta = choice.get("message")
-                if isinstance(delta, dict) and any(delta.get(k) for k in _OPENAI_OUTPUT):
-                    output = True
-                text = choice.get("text")
-                if isinstance(text, str) and text:
-                    output = True
-                reason = choice.get("finish_reason")
-                if isinstance(reason, str) and reason:
-                    self.done_reason = reason
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-        # llama.cpp
-        timings = obj.get("timings")
-        if isinstance(timings, dict):
-            self.timings = timings
-        content = obj.get("content")
-        if isinstance(content, str) and content:
-            output = True
+        for shape in SHAPES:
+            if shape.observe(obj, self.seen):
+                output = True
         if output:
             self.output_chunks += 1
             if streaming:
@@ -331,55 +295,16 @@ class StreamTiming:
                 self.last_output_t = t
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def request_fields(st: StreamTiming, t_forward: float, t_end: float) -> dict[str, Any]:
     """The timing part of a `request` record (fields the response did not reveal are omitted)."""
     st.finalize()
     out: dict[str, Any] = {}
     if st.first_output_t is not None:
         out["ttft_s"] = round(st.first_output_t - t_forward, 6)
-    final = st.final or {}
-    ns = 1e-9
-    total = _num(final.get("total_duration"))
-    if total is not None:
-        out["runtime_total_s"] = round(total * ns, 6)
-    load = _num(final.get("load_duration"))
-    if load is not None:
-        out["load_s"] = round(load * ns, 6)
-    for count_key, dur_key, name in (
-        ("prompt_eval_count", "prompt_eval_duration", "prompt"),
-        ("eval_count", "eval_duration", "completion"),
-    ):
-        count = _num(final.get(count_key))
-        if count is not None:
-            out[f"{name}_tokens"] = int(count)
-        dur = _num(final.get(dur_key))
-        if dur is not None:
-            out[f"{name}_s"] = round(dur * ns, 6)
-    timings = st.timings or {}
-    for n_key, ms_key, name in (
-        ("prompt_n", "prompt_ms", "prompt"),
-        ("predicted_n", "predicted_ms", "completion"),
-    ):
-        count = _num(timings.get(n_key))
-        if count is not None:
-            out.setdefault(f"{name}_tokens", int(count))
-        ms = _num(timings.get(ms_key))
-        if ms is not None:
-            out.setdefault(f"{name}_s", round(ms / 1000, 6))
-    cache = _num(timings.get("cache_n"))
-    if cache is not None:
-        out["cached_tokens"] = int(cache)
-    usage = st.usage or {}
-    for key in ("prompt_tokens", "completion_tokens"):
-        count = _num(usage.get(key))
-        if count is not None:
-            out[key] = int(count)
+    times = Times(t_forward, st.first_byte_t, st.first_output_t, st.last_output_t,
+                  st.framing in ("ndjson", "sse"), st.output_chunks)
+    for shape in SHAPES:
+        shape.fields(st.seen, out, times)
     if "completion_tokens" not in out and st.output_chunks and st.first_output_t is not None:
         out["completion_tokens"] = st.output_chunks  # one token per chunk: an estimate
         out["tokens_estimated"] = True

@@ -1,6 +1,7 @@
 """The common part of every runtime admin API client.
 
-Every call goes through `RuntimeClient._request` with a timeout (httpx), so a hung runtime costs at
+Every call goes through `RuntimeClient._request` with a timeout (collectors.runtimes.http: the
+standard library's http.client), so a hung runtime costs at
 most `timeout` seconds. Failures become `RuntimeApiError(message, permanent)`: `permanent` is True
 when retrying cannot help (4xx other than 408/429, an endpoint the runtime does not have, an action
 this runtime does not support) and False for outages (connection refused, timeout, 5xx, 503 while a
@@ -11,21 +12,15 @@ negative or absurdly large are dropped (None), and a malformed body is a Runtime
 from __future__ import annotations
 
 import json
-import logging
 import math
-import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-# httpx's package __init__ imports its command-line tool, which pulls in click, rich and pygments
-# (~8 MB resident) whenever those happen to be installed; the agent never uses it.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-import httpx  # noqa: E402
-
-from collectors.series import SeriesKeyError, series_key  # noqa: E402
-
-logging.getLogger("httpx").setLevel(logging.WARNING)  # no log line per poll
+from collectors.runtimes.http import HttpClient, Response, Transport, TransportError
+from collectors.series import SeriesKeyError, series_key
 
 MAX_BYTES = 2**50  # 1 PiB: anything larger is garbage, not memory
 MAX_NAME = 256
@@ -77,8 +72,9 @@ def _sample_name(line: str) -> str:
     return head[0] if head else ""
 
 
-def parse_prometheus(text: str) -> dict[str, float]:
-    """Prometheus text exposition -> {series_key: value}, finite values only.
+def parse_prometheus(text: str, labels: dict[str, str] | None = None) -> dict[str, float]:
+    """Prometheus text exposition -> {series_key: value}, finite values only; `labels` are added
+    to every sample (e.g. the model a router-mode server answered for).
 
     Uses prometheus_client's parser; if the body has a bad line the rest is parsed line by line so
     one garbage line costs that line only.
@@ -91,7 +87,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
     exposed = {_sample_name(line) for line in text.splitlines()
                if line.strip() and not line.lstrip().startswith("#")} - {""}
     try:
-        return _families_to_values(text_string_to_metric_families(text), exposed)
+        return _families_to_values(text_string_to_metric_families(text), exposed, labels)
     except (ValueError, TypeError, IndexError, KeyError):
         pass
     out: dict[str, float] = {}
@@ -99,13 +95,13 @@ def parse_prometheus(text: str) -> dict[str, float]:
         if not line.strip() or line.startswith("#"):
             continue
         try:
-            out.update(_families_to_values(text_string_to_metric_families(line + "\n"), exposed))
+            out.update(_families_to_values(text_string_to_metric_families(line + "\n"), exposed, labels))
         except (ValueError, TypeError, IndexError, KeyError):
             continue
     return out
 
 
-def _families_to_values(families: Any, exposed: set[str]) -> dict[str, float]:
+def _families_to_values(families: Any, exposed: set[str], extra: dict[str, str] | None = None) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in families:
         for sample in family.samples:
@@ -116,10 +112,66 @@ def _families_to_values(families: Any, exposed: set[str]) -> dict[str, float]:
             if name not in exposed and name.endswith("_total") and name[:-6] in exposed:
                 name = name[:-6]
             try:
-                out[series_key(name, **sample.labels)] = float(value)
+                out[series_key(name, **{**sample.labels, **(extra or {})})] = float(value)
             except SeriesKeyError:
                 continue
     return out
+
+
+class SharedReadings:
+    """The answer of a GET per URL, shared by every reader in this process within one agent tick.
+
+    llama-server's /metrics tok/s gauges cover the time since the previous read and reset on each
+    read (TensorRT-LLM's /metrics iteration stats are drained by a read): the runtimes source and
+    the latency scrape, due in the same tick, read such a URL once and share the answer (or the
+    failure). A reader marks its tick with `with SHARED.tick(now):`; reads outside one are not
+    shared."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._url_locks: dict[str, threading.Lock] = {}
+        self._last: dict[str, tuple[float, Response | RuntimeApiError]] = {}
+        self.reads = 0  # answers fetched, not served from the share: tests and benches count them
+
+    @contextmanager
+    def tick(self, now: float) -> Iterator[None]:
+        before = getattr(self._local, "tick", None)
+        self._local.tick = now
+        try:
+            yield
+        finally:
+            self._local.tick = before
+
+    def get(self, url: str, fetch: Callable[[], Response]) -> Response:
+        tick = getattr(self._local, "tick", None)
+        if tick is None:
+            with self._lock:
+                self.reads += 1
+            return fetch()
+        with self._lock:
+            url_lock = self._url_locks.setdefault(url, threading.Lock())
+            if len(self._url_locks) > 1024:
+                self._url_locks.clear()
+                self._last.clear()
+        with url_lock:
+            hit = self._last.get(url)
+            if hit is not None and hit[0] == tick:
+                if isinstance(hit[1], RuntimeApiError):
+                    raise hit[1]
+                return hit[1]
+            with self._lock:
+                self.reads += 1
+            try:
+                resp = fetch()
+            except RuntimeApiError as exc:
+                self._last[url] = (tick, exc)
+                raise
+            self._last[url] = (tick, resp)
+            return resp
+
+
+SHARED = SharedReadings()
 
 
 class RuntimeClient:
@@ -127,26 +179,25 @@ class RuntimeClient:
 
     kind = "runtime"
 
-    def __init__(self, url: str, timeout: float = 2.0, transport: httpx.BaseTransport | None = None):
+    def __init__(self, url: str, timeout: float = 2.0, transport: Transport | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport,
-                                  headers={"User-Agent": "thoxdash-agent"}, trust_env=False)
+        self._http = HttpClient(timeout, transport)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
-                 base: str | None = None, ok_status: tuple[int, ...] = ()) -> httpx.Response:
+                 base: str | None = None, ok_status: tuple[int, ...] = ()) -> Response:
         url = (base or self.url) + path
         try:
-            resp = self._http.request(method, url, json=body, params=params)
-        except httpx.TimeoutException:
-            raise RuntimeApiError(f"{self.kind} {method} {path}: no answer in {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise RuntimeApiError(f"{self.kind} {method} {path}: {exc.__class__.__name__}: {exc}") from None
+            resp = self._http.request(method, url, body=body, params=params)
+        except TransportError as exc:
+            if exc.timeout:
+                raise RuntimeApiError(f"{self.kind} {method} {path}: no answer in {self.timeout:g} s") from None
+            raise RuntimeApiError(f"{self.kind} {method} {path}: {exc}") from None
         if resp.status_code >= 400 and resp.status_code not in ok_status:
             permanent = 400 <= resp.status_code < 500 and resp.status_code not in (408, 429)
             raise RuntimeApiError(f"{self.kind} {method} {path}: HTTP {resp.status_code}: "
-                                  f"{_error_text(resp)}", permanent=permanent)
+                                  f"{error_text(resp)}", permanent=permanent)
         return resp
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -156,8 +207,20 @@ class RuntimeClient:
         except ValueError:
             raise RuntimeApiError(f"{self.kind} {method} {path}: body is not JSON: {resp.text[:120]!r}") from None
 
-    def _prometheus(self, path: str, base: str | None = None) -> dict[str, float]:
-        return parse_prometheus(self._request("GET", path, base=base).text)
+    def _shared(self, path: str, base: str | None = None, params: dict[str, Any] | None = None) -> Response:
+        """GET through the process-wide share (see SharedReadings)."""
+        url = (base or self.url) + path
+        if params:
+            url += "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+        return SHARED.get(url, lambda: self._request("GET", path, base=base, params=params))
+
+    def metrics_text(self, path: str = "/metrics", base: str | None = None,
+                     params: dict[str, Any] | None = None) -> str:
+        """The runtime's Prometheus text, read at most once per agent tick (shared)."""
+        return self._shared(path, base, params).text
+
+    def _prometheus(self, path: str, base: str | None = None, params: dict[str, Any] | None = None) -> dict[str, float]:
+        return parse_prometheus(self.metrics_text(path, base, params))
 
     # -- the interface -------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -186,7 +249,7 @@ class RuntimeClient:
         self.close()
 
 
-def _error_text(resp: httpx.Response) -> str:
+def error_text(resp: Response) -> str:
     """The runtime's own error message: Ollama {"error": "..."}, OpenAI {"error": {"message"}}."""
     try:
         body = resp.json()

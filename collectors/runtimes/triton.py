@@ -14,9 +14,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
-
+from collectors.proxy.series import QUEUE, TOTAL
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, model_name, number
+from collectors.runtimes.http import Transport
+from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
+from collectors.runtimes.openai import rate_limited
+from collectors.runtimes.scrape import Scrape
+
+REQUESTS_TOTAL = "requests_total"
+COMPUTE = "request_compute_seconds"
 
 
 def default_metrics_url(url: str) -> str:
@@ -30,7 +36,7 @@ def default_metrics_url(url: str) -> str:
 class TritonClient(RuntimeClient):
     kind = "triton"
 
-    def __init__(self, url: str, timeout: float = 2.0, transport: httpx.BaseTransport | None = None,
+    def __init__(self, url: str, timeout: float = 2.0, transport: Transport | None = None,
                  metrics_url: str | None = None):
         super().__init__(url, timeout, transport)
         self.metrics_url = (metrics_url or default_metrics_url(self.url)).rstrip("/")
@@ -80,3 +86,39 @@ class TritonClient(RuntimeClient):
     def evict(self, model: str) -> dict[str, Any]:
         self._request("POST", f"/v2/repository/models/{quote(model, safe='')}/unload", body={})
         return {"unloaded": model}
+
+
+def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
+    """GET /v2/models/stats: per model (and version) success / queue / compute_infer {count, ns}."""
+    stats = sc.json("/v2/models/stats")
+    for entry in stats.get("model_stats", []):
+        model = str(entry.get("name", ""))
+        if entry.get("version") not in (None, "", "1"):
+            model = f"{model}:{entry['version']}"
+        inf = entry.get("inference_stats") or {}
+        for part, series in (("success", TOTAL), ("queue", QUEUE), ("compute_infer", COMPUTE)):
+            stat = inf.get(part) or {}
+            count, ns = stat.get("count"), stat.get("ns")
+            if isinstance(count, (int, float)) and isinstance(ns, (int, float)):
+                values[sc.key(series, model)] = sc.mean(f"triton/{model}/{part}", ns / 1e9, count)
+        success = (inf.get("success") or {}).get("count")
+        if isinstance(success, (int, float)):
+            values[sc.key(REQUESTS_TOTAL, model)] = float(success)
+
+
+KIND = RuntimeKind(
+    name="triton",
+    title="NVIDIA Triton Inference Server",
+    client=TritonClient,
+    aliases=("tritonserver",),
+    default_port=8000,
+    process_names=("tritonserver",),
+    port_of=flag_port(("--http-port",), 8000),
+    inference=(Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate)", "json"),
+               Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/generate_stream", "sse")),
+    busy=rate_limited,
+    scrape=scrape,
+    admin=AdminCalls(health="GET /v2/health/ready", list="POST /v2/repository/index",
+                     load="POST /v2/repository/models/{m}/load", unload="POST /v2/repository/models/{m}/unload"),
+    notes="Load/unload only with --model-control-mode=explicit; metrics on port 8002.",
+)

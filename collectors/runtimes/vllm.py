@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, model_name
+from collectors.proxy.series import DECODE_TPS, QUEUE, RUNNING, TOTAL, TTFT, WAITING
+from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient
+from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
+from collectors.runtimes.openai import OpenAIModelsMixin, chat_request, rate_limited
+from collectors.runtimes.scrape import Scrape, by_label
 
-
-class OpenAIModelsMixin:
-    def _openai_models(self: Any) -> list[str]:
-        body = self._json("GET", "/v1/models")
-        entries = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(entries, list):
-            raise RuntimeApiError(f"{self.kind} /v1/models: no 'data' list in answer")
-        names = [model_name(e.get("id")) for e in entries if isinstance(e, dict)]
-        return [n for n in names if n]
+REQUESTS_TOTAL = "requests_total"
 
 
 class VllmClient(OpenAIModelsMixin, RuntimeClient):
@@ -52,3 +48,39 @@ class VllmClient(OpenAIModelsMixin, RuntimeClient):
     def evict(self, model: str) -> dict[str, Any]:
         self._request("POST", "/sleep", params={"level": 2})
         return {"sleeping": True, "level": 2, "model": model}
+
+
+def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
+    """vllm:time_to_first_token_seconds, e2e_request_latency_seconds, request_queue_time_seconds,
+    inter_token_latency_seconds (or the older time_per_output_token_seconds) as interval means;
+    num_requests_running / waiting and request_success_total, per model_name."""
+    s = sc.samples()
+    itl = "vllm:inter_token_latency_seconds"
+    if not any(n == f"{itl}_count" for n, _ in s):
+        itl = "vllm:time_per_output_token_seconds"
+    sc.histograms(s, {"vllm:time_to_first_token_seconds": TTFT, "vllm:e2e_request_latency_seconds": TOTAL,
+                      "vllm:request_queue_time_seconds": QUEUE, itl: DECODE_TPS}, "model_name", values,
+                  per_token=DECODE_TPS)
+    for metric, series in (("vllm:num_requests_running", RUNNING), ("vllm:num_requests_waiting", WAITING)):
+        for model, value in by_label(s, metric, "model_name").items():
+            values[sc.key(series, model or sc.model)] = value
+    for model, value in by_label(s, "vllm:request_success_total", "model_name").items():
+        values[sc.key(REQUESTS_TOTAL, model or sc.model)] = value
+
+
+KIND = RuntimeKind(
+    name="vllm",
+    title="vLLM",
+    client=VllmClient,
+    default_port=8000,
+    process_cmdline=(r"(^|[/\s])vllm\s+serve(\s|$)", r"\bvllm\.entrypoints\."),
+    port_of=flag_port(("--port",), 8000),
+    inference=(Endpoint(r"/generate", "json"),),  # vllm.entrypoints.api_server; /v1/* is OpenAI's
+    shape=None,  # OpenAI's
+    busy=rate_limited,
+    scrape=scrape,
+    canary=chat_request,
+    admin=AdminCalls(health="GET /health", list="GET /v1/models (+ GET /is_sleeping)",
+                     load="POST /wake_up", unload="POST /sleep?level=2"),
+    notes="Sleep needs VLLM_SERVER_DEV_MODE=1 --enable-sleep-mode; on unified memory only level 2 frees memory.",
+)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from collectors.catalog import written_by
 
 
 @dataclass
@@ -22,6 +24,10 @@ class Source:
     root: Path = field(default_factory=lambda: Path("/"))
     interval: float = 1.0
     name: str = "source"
+    # True for a source that describes the whole board (jtop, tegrastats, Tegra sysfs): the host
+    # source leaves it the names both write (RAM, swap, per-core CPU, thermal zones), so each has
+    # one owner. A source that only adds its own label values (NVML's zone "gpu") is not.
+    board_wide: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether this source applies to this machine (files present, library installed)."""
@@ -34,24 +40,12 @@ class Source:
     def close(self) -> None:
         """Release connections (jtop client, HTTP sessions)."""
 
+    def writing(self) -> frozenset[str]:
+        """The metric names this source writes now (collectors/catalog.py lists them per source); a
+        source whose output changes with its state (jtop and its fallback) says so here."""
+        return written_by(self.name)
+
 
 def values_record(now: float, source: str, values: dict[str, float | None]) -> dict[str, Any]:
     """A values record, dropping readers that returned None."""
     return {"ts": now, "source": source, "values": {k: v for k, v in values.items() if v is not None}}
-
-
-def read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def read_int(path: Path) -> int | None:
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return int(text.strip().split()[0])
-    except (ValueError, IndexError):
-        return None

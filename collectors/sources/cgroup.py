@@ -28,13 +28,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors.series import series_key
 from collectors.sources import procs
 from collectors.sources.base import Source, values_record
 from collectors.sources.procs import read as read_text
 from collectors.text import is_uint
+
+if TYPE_CHECKING:
+    from collectors.sources.runtimes import ProcessMatcher
 
 NO_LIMIT = 2**62
 MAX_BYTES = 2**56
@@ -161,7 +164,7 @@ class CgroupSource(Source):
         self._next_discovery = 0.0
         self._kills: dict[str, int] = {}
         self._host_kills: int | None = None
-        self._matcher = None
+        self._matcher: ProcessMatcher | None = None
 
     def available(self) -> bool:
         return bool(self.tree) or (self.root / "proc/pressure/memory").exists()

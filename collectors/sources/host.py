@@ -10,6 +10,9 @@ Sources (all under `root`, read directly -- no global state, so trees on disk wo
   and /sys/class/thermal/thermal_zone*/temp -> temperature_celsius{zone}; the file list is found
   once a minute, the values read every call.
 - /proc/loadavg: load_average_1m/5m/15m, host_processes_running, host_processes.
+- one owner per series: a name another running source also writes (jtop or tegrastats: RAM, swap,
+  per-core CPU, thermal zones, each with its own definition and labels) is left to that source;
+  `defer_to` lists those sources (collectors/sources/registry.py) and each says what it writes now.
 - every `processes_every` seconds a `processes` state entry: the top-N processes by RSS
   (/proc/PID/statm, /proc/PID/stat comm) as [{"pid", "name", "rss_bytes"}], names made safe to
   show (procs.safe_name).
@@ -20,16 +23,18 @@ from __future__ import annotations
 import heapq
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.catalog import written_by
 from collectors.series import series_key
 from collectors.sources import procs
 from collectors.sources.base import Source, values_record
 from collectors.text import is_uint
 
 MAX_BYTES = 2**56
+HOST_NAMES = written_by("host")
 
 
 def cpu_times(root: Path) -> dict[int, tuple[int, int]] | None:
@@ -178,6 +183,7 @@ class HostSource(Source):
     processes_every: float = 5.0
     rediscover_every: float = 60.0
     top_n: int = 10
+    defer_to: list[Source] = field(default_factory=list)  # sources that own the names they share with host
 
     def __post_init__(self) -> None:
         self._times = cpu_times(self.root)  # primes the per-core counters
@@ -192,6 +198,13 @@ class HostSource(Source):
         if key is None:
             key = self._keys[(metric, value)] = series_key(metric, **{label: value})
         return key
+
+    def owned_elsewhere(self) -> frozenset[str]:
+        """Host names another source writes right now: that source is their one owner."""
+        owned: frozenset[str] = frozenset()
+        for source in self.defer_to:
+            owned |= source.writing() & HOST_NAMES
+        return owned
 
     def collect(self, now: float) -> list[dict[str, Any]]:
         if now >= self._next_discovery:
@@ -215,6 +228,9 @@ class HostSource(Source):
             values[self._key("temperature_celsius", "zone", zone)] = celsius
         values.update(loadavg(self.root) or {})
         values["host_logical_cpus"] = float(os.cpu_count() or 0)
+        owned = self.owned_elsewhere()
+        if owned:
+            values = {k: v for k, v in values.items() if k.partition("{")[0] not in owned}
         records = [values_record(now, self.name, values)]
         if now >= self._next_processes:
             self._next_processes = now + self.processes_every

@@ -32,11 +32,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.series import series_key
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
+from collectors.tegra import zone_label
 
 try:  # optional, AGPL-3.0: only where the user installed it
     from jtop import JtopException
@@ -72,6 +73,17 @@ def _num(value: Any, scale: float = 1.0, upper: float = math.inf, lower: float =
     return number
 
 
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """parent[key] when it is a dict, else {} (the service's dict is data: any shape may arrive)."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _seq(parent: dict[str, Any], key: str) -> list[Any]:
+    value = parent.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _label(text: Any) -> str:
     return str(text)[:64]
 
@@ -83,8 +95,8 @@ def _gpu(raw: dict[str, Any], out: dict[str, float | None]) -> None:
     info = next(iter(gpus.values()))
     if not isinstance(info, dict):
         return
-    status = info.get("status") if isinstance(info.get("status"), dict) else {}
-    freq = info.get("freq") if isinstance(info.get("freq"), dict) else {}
+    status = _obj(info, "status")
+    freq = _obj(info, "freq")
     out["gpu_load_ratio"] = _num(status.get("load"), 0.01, 1.0)
     out["gpu_freq_hz"] = _num(freq.get("cur"), 1e3, 1e11)
     out["gpu_freq_max_hz"] = _num(freq.get("max"), 1e3, 1e11)
@@ -94,18 +106,18 @@ def _gpu(raw: dict[str, Any], out: dict[str, float | None]) -> None:
 
 
 def _memory(raw: dict[str, Any], out: dict[str, float | None]) -> None:
-    mem = raw.get("mem") if isinstance(raw.get("mem"), dict) else {}
-    ram = mem.get("RAM") if isinstance(mem.get("RAM"), dict) else {}
+    mem = _obj(raw, "mem")
+    ram = _obj(mem, "RAM")
     total, used = _num(ram.get("tot"), KB, 2**50), _num(ram.get("used"), KB, 2**50)
     out["ram_total_bytes"], out["ram_used_bytes"] = total, used
     if total is not None and used is not None and used <= total:
         out["ram_available_bytes"] = total - used
     out["gpu_shared_memory_bytes"] = _num(ram.get("shared"), KB, 2**50)
-    swap = mem.get("SWAP") if isinstance(mem.get("SWAP"), dict) else {}
+    swap = _obj(mem, "SWAP")
     out["swap_total_bytes"] = _num(swap.get("tot"), KB, 2**50)
     out["swap_used_bytes"] = _num(swap.get("used"), KB, 2**50)
     out["swap_cached_bytes"] = _num(swap.get("cached"), KB, 2**50)
-    emc = mem.get("EMC") if isinstance(mem.get("EMC"), dict) else {}
+    emc = _obj(mem, "EMC")
     if emc and emc.get("online", True):
         out["emc_freq_hz"] = _num(emc.get("cur"), 1e3, 1e11)
         out["emc_freq_max_hz"] = _num(emc.get("max"), 1e3, 1e11)
@@ -113,8 +125,8 @@ def _memory(raw: dict[str, Any], out: dict[str, float | None]) -> None:
 
 
 def _cpus(raw: dict[str, Any], out: dict[str, float | None]) -> None:
-    cpu = raw.get("cpu") if isinstance(raw.get("cpu"), dict) else {}
-    cores = cpu.get("cpu") if isinstance(cpu.get("cpu"), list) else []
+    cpu = _obj(raw, "cpu")
+    cores = _seq(cpu, "cpu")
     loads = []
     for index, core in enumerate(cores[:1024]):
         if not isinstance(core, dict):
@@ -128,18 +140,18 @@ def _cpus(raw: dict[str, Any], out: dict[str, float | None]) -> None:
             load = (100.0 - idle) / 100.0
             out[key1("cpu_load_ratio", "cpu", index)] = load
             loads.append(load)
-        freq = core.get("freq") if isinstance(core.get("freq"), dict) else {}
+        freq = _obj(core, "freq")
         out[key1("cpu_freq_hz", "cpu", index)] = _num(freq.get("cur"), 1e3, 1e11)
     if loads:
         out["cpu_total_load_ratio"] = sum(loads) / len(loads)
 
 
 def _sensors(raw: dict[str, Any], out: dict[str, float | None]) -> None:
-    temps = raw.get("temperature") if isinstance(raw.get("temperature"), dict) else {}
+    temps = _obj(raw, "temperature")
     for zone, info in list(temps.items())[:128]:
         if isinstance(info, dict) and info.get("online", True):
-            out[key1("temperature_celsius", "zone", _label(zone).lower())] = _num(info.get("temp"), 1.0, 200.0, -100.0)
-    power = raw.get("power") if isinstance(raw.get("power"), dict) else {}
+            out[key1("temperature_celsius", "zone", zone_label(str(zone)))] = _num(info.get("temp"), 1.0, 200.0, -100.0)
+    power = _obj(raw, "power")
     rails = dict(power.get("rail") or {}) if isinstance(power.get("rail"), dict) else {}
     total = power.get("tot")
     if isinstance(total, dict):
@@ -148,12 +160,12 @@ def _sensors(raw: dict[str, Any], out: dict[str, float | None]) -> None:
         if isinstance(info, dict) and info.get("online", True):
             out[key1("power_watts", "rail", _label(rail))] = _num(info.get("power"), 1e-3, 1e4)
             out[key1("power_avg_watts", "rail", _label(rail))] = _num(info.get("avg"), 1e-3, 1e4)
-    fans = raw.get("fan") if isinstance(raw.get("fan"), dict) else {}
+    fans = _obj(raw, "fan")
     for name, info in list(fans.items())[:16]:
         if not isinstance(info, dict):
             continue
-        speeds = info.get("speed") if isinstance(info.get("speed"), list) else []
-        rpms = info.get("rpm") if isinstance(info.get("rpm"), list) else []
+        speeds = _seq(info, "speed")
+        rpms = _seq(info, "rpm")
         for i, speed in enumerate(speeds[:8]):
             label = _label(name if len(speeds) == 1 else f"{name}{i}")
             out[key1("fan_speed_ratio", "fan", label)] = _num(speed, 0.01, 1.0)
@@ -163,7 +175,7 @@ def _sensors(raw: dict[str, Any], out: dict[str, float | None]) -> None:
 
 
 def _engines_and_processes(raw: dict[str, Any], out: dict[str, float | None]) -> None:
-    engines = raw.get("engines") if isinstance(raw.get("engines"), dict) else {}
+    engines = _obj(raw, "engines")
     for group in list(engines.values())[:64]:
         if not isinstance(group, dict):
             continue
@@ -173,7 +185,7 @@ def _engines_and_processes(raw: dict[str, Any], out: dict[str, float | None]) ->
                 out[key1("engine_active", "engine", engine)] = 1.0 if info.get("online") else 0.0
                 if info.get("online"):
                     out[key1("engine_freq_hz", "engine", engine)] = _num(info.get("cur"), 1e3, 1e11)
-    processes = raw.get("processes") if isinstance(raw.get("processes"), list) else []
+    processes = _seq(raw, "processes")
     for row in processes[:4096]:
         if not isinstance(row, (list, tuple)) or len(row) < 10:
             continue
@@ -244,6 +256,7 @@ class JtopSource(Source):
     `fallback` source) keeps the data coming from sysfs meanwhile."""
 
     name: str = "jtop"
+    board_wide: ClassVar[bool] = True
     fallback: Source | None = None
     max_backoff_s: float = 300.0
     backoff_scale: float = 1.0  # multiplies every reconnect wait (tests shorten it)
@@ -283,8 +296,9 @@ class JtopSource(Source):
         thread.join(self.connect_timeout_s)
         if not outcome or outcome[0] is not None:
             self._drop(client)
-            if outcome:
-                raise outcome[0]
+            failure = outcome[0] if outcome else None
+            if failure is not None:
+                raise failure
             raise JtopUnavailable(f"jtop unavailable: the service did not answer in {self.connect_timeout_s:g} s")
         self._client = client
         self.service_interval = float(client.interval)
@@ -373,6 +387,11 @@ class JtopSource(Source):
                 if size is not None and row[0] > 0:
                     out[row[0]] = out.get(row[0], 0) + int(size)
         return out
+
+    def writing(self) -> frozenset[str]:
+        if self._client is not None:
+            return super().writing()
+        return self.fallback.writing() if self.fallback is not None else frozenset()
 
     def close(self) -> None:
         if self._client is not None:

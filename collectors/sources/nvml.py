@@ -27,18 +27,25 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectors.lazy import lazy_module
 from collectors.series import series_key
 from collectors.sources.base import Source
 
-try:  # nvidia-ml-py is an optional extra: absent on Jetsons and CPU boxes
-    import pynvml
-except ImportError:  # pragma: no cover - depends on the install
-    pynvml = None
+# nvidia-ml-py is an optional extra (absent on Jetsons and CPU boxes), and imported lazily: pynvml
+# loads ctypes and its whole API (~2 MiB RSS), which an agent without an NVIDIA driver never uses.
+pynvml: Any = lazy_module("pynvml")
+# Where an NVIDIA driver shows itself; none of them: NVML is not tried (nor pynvml loaded).
+DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0")
+
+
+def driver_present() -> bool:
+    return any(os.path.exists(p) for p in DRIVER_PATHS)
 
 # NVML reports "value not available" as all-ones integers.
 _SENTINELS = {2**64 - 1, 2**32 - 1, 2**63 - 1}
@@ -195,6 +202,10 @@ class Nvml:
         now = time.monotonic()
         if now < self._next_try:
             raise NvmlUnavailable(f"{self.last_error} (retry in {self._next_try - now:.0f} s)")
+        if not driver_present():
+            self._next_try = now + self.max_retry_s
+            self.last_error = "NVML unavailable: no NVIDIA Driver loaded (" + ", ".join(DRIVER_PATHS) + " absent)"
+            raise NvmlUnavailable(self.last_error)
         try:
             pynvml.nvmlInit()
             count = pynvml.nvmlDeviceGetCount()
@@ -228,7 +239,7 @@ class Nvml:
                 if _clean(size) is None:
                     used.setdefault(pid, None)
                     continue
-                used[pid] = max(int(size), int(used.get(pid) or 0))  # a pid in both lists: same memory
+                used[pid] = max(int(size), int(used.get(pid) or 0))  # type: ignore[arg-type]  # a pid in both lists: same memory
         return used
 
     def sample(self) -> list[GpuSample]:

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from collectors.files import read as read  # re-exported: the sources read files through procs
+from collectors.files import read_int as read_int
 from collectors.text import is_uint
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -38,35 +40,6 @@ def pids(root: Path) -> list[int]:
         return [int(n) for n in os.listdir(_proc(root)) if is_uint(n)]
     except OSError:
         return []
-
-
-def read(path: Path | str) -> str | None:
-    """A whole small file as text (undecodable bytes replaced), or None; raw os.read, no buffering."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def read_int(path: Path | str) -> int | None:
-    """The first integer of a small file, or None."""
-    text = read(path)
-    try:
-        return int(text.split()[0]) if text else None
-    except (ValueError, IndexError):
-        return None
 
 
 @dataclass

@@ -51,6 +51,23 @@ def interval_for(name: str, override: float | None = None) -> float:
     return configured.get(name, DEFAULT_INTERVALS.get(name, 5.0))
 
 
+def agent_sources(root: Path, interval: float | None = None) -> list[Source]:
+    """Every source that applies to this machine: host, then the others whose `available()` is
+    True. One owner per series: the host source leaves a name to any other source writing it
+    (on a Jetson, jtop or tegrastats own RAM, swap, per-core CPU and the thermal zones)."""
+    from collectors.sources.host import HostSource
+
+    host = HostSource(root=root, interval=interval_for("host", interval))
+    others = [s for s in extra_sources(root, interval) if s.available()]
+    host.defer_to = host_owners(others)
+    return [host, *others]
+
+
+def host_owners(sources: list[Source]) -> list[Source]:
+    """The sources the host source defers to: the board-wide ones (jtop, tegrastats, Tegra sysfs)."""
+    return [s for s in sources if s.board_wide]
+
+
 def extra_sources(root: Path, interval: float | None) -> list[Source]:
     """Every source besides host; the agent keeps those whose `available()` is True."""
     from collectors.sources.cgroup import CgroupSource

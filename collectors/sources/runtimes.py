@@ -2,7 +2,7 @@
 
 Sources: /proc/PID/{stat,cmdline,statm,cgroup} (RSS), per-process GPU memory from NVML on dGPU
 boxes (`collectors.sources.nvml.gpu_memory_by_pid`, when that module and a GPU are present) and
-from nvmap on Jetson (/sys/kernel/debug/nvmap/iovmm/clients, `SIZE` in KiB, root only), and each
+from nvmap on Jetson (collectors.tegra.nvmap: iovmm maps or clients, root only), and each
 runtime's admin API (collectors.runtimes). Units: bytes.
 
 Series: runtime_up{runtime}, runtime_rss_bytes, runtime_gpu_memory_bytes (when a GPU reader
@@ -13,7 +13,11 @@ Events: runtime_started / runtime_stopped, model_loaded / model_unloaded when th
 (the first answer after start is the baseline, not an event). State: `runtimes`.
 
 Matching: a process belongs to a runtime when its comm or argv[0] basename is in `names`, or a
-`cmdline` / `cgroup` / `container` regex matches; its descendants follow it. Config: a JSON file
+`cmdline` / `cgroup` / `container` regex matches; its descendants follow it. When several runtimes
+of one kind match a process (two llama-servers), the one whose URL port is the port the process
+listens on (its kind's `port_of(argv)`, e.g. `--port`) takes it; a process no port decides
+follows its parent, else the first match. The defaults come from the runtime registry
+(collectors.runtimes.KINDS: names, command lines, default URL and ceiling). Config: a JSON file
 named by THOXDASH_AGENT_RUNTIMES: {"runtimes": [{"name", "kind", "url", "ceiling_bytes",
 "match": {"names": [], "cmdline": [], "cgroup": [], "container": []}}], "defaults": true}; entries
 replace the default of the same name; "defaults": false drops the others.
@@ -27,12 +31,14 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from collectors.runtimes import RuntimeApiError, RuntimeClient, client_for
+from collectors.runtimes import KINDS, RuntimeApiError, RuntimeClient, client_for, get_kind
+from collectors.runtimes.base import SHARED
 from collectors.series import series_key
 from collectors.sources import procs
 from collectors.sources.base import Source, values_record
-from collectors.text import is_uint
+from collectors.tegra import nvmap_memory_by_pid
 
 CONFIG_ENV = "THOXDASH_AGENT_RUNTIMES"
 CONTAINER_ID = re.compile(r"(?:docker|containerd|libpod|cri-containerd|crio)[-/:]([0-9a-f]{12,64})")
@@ -58,6 +64,12 @@ class RuntimeSpec:
         self._cmd = [re.compile(p) for p in self.cmdline]
         self._cg = [re.compile(p) for p in self.cgroup]
         self._ct = [re.compile(p) for p in self.container]
+        kind = get_kind(self.kind)
+        self.port_of = kind.port_of if kind is not None else None
+        try:
+            self.port = urlsplit(self.url).port if self.url else None
+        except ValueError:
+            self.port = None
 
     @property
     def needs_cgroup(self) -> bool:
@@ -76,16 +88,9 @@ class RuntimeSpec:
 
 
 DEFAULT_SPECS = [
-    RuntimeSpec("ollama", "ollama", "http://127.0.0.1:11434", 5.5e9,
-                names=["ollama", "ollama_llama_se", "ollama_llama_server"]),
-    RuntimeSpec("llamacpp", "llamacpp", "http://127.0.0.1:8080", names=["llama-server"]),
-    RuntimeSpec("tensorrt_llm", "tensorrt_llm", "http://127.0.0.1:8000", 6e9, names=["trtllm-serve"],
-                cmdline=[r"(^|[/\s])trtllm-serve(\s|$)"]),
-    RuntimeSpec("triton", "triton", "http://127.0.0.1:8000", names=["tritonserver"]),
-    RuntimeSpec("vllm", "vllm", "http://127.0.0.1:8000",
-                cmdline=[r"(^|[/\s])vllm\s+serve(\s|$)", r"\bvllm\.entrypoints\."]),
-    RuntimeSpec("cuquantum", None, None, 2.5e9,
-                cmdline=[r"(?i)(cuquantum|custatevec|cutensornet|cudensitymat|\bcudaq\b)"]),
+    RuntimeSpec(k.name, k.name if k.client is not None else None, k.default_url, k.default_ceiling_bytes,
+                names=list(k.process_names), cmdline=list(k.process_cmdline))
+    for k in KINDS if k.default_runtime
 ]
 
 
@@ -145,18 +150,22 @@ def load_specs(path: str | Path | None = None) -> list[RuntimeSpec]:
     return specs
 
 
+Entry = tuple[int, int, tuple[str, ...], str, tuple[int | None, ...]]  # start, ppid, runtimes, comm, ports
+
+
 class ProcessMatcher:
-    """Maps live processes to runtimes, caching each pid's (starttime, ppid, runtime, comm) on first
-    sight, so a steady system costs one directory listing plus the reads of new processes. A pid
-    reused between two scans keeps its old classification (rare: pid_max is 4M on 64-bit)."""
+    """Maps live processes to runtimes, caching each pid's (starttime, ppid, matching runtimes,
+    comm, ports) on first sight, so a steady system costs one directory listing plus the reads of
+    new processes. A pid reused between two scans keeps its old classification (rare: pid_max is
+    4M on 64-bit)."""
 
     def __init__(self, root: Path, specs: list[RuntimeSpec]):
         self.root = root
         self.specs = specs
         self._need_cgroup = any(s.needs_cgroup for s in specs)
-        self._cache: dict[int, tuple[int, int, str | None, str]] = {}  # pid -> (start, ppid, runtime, comm)
+        self._cache: dict[int, Entry] = {}
 
-    def _classify(self, pid: int) -> tuple[int, int, str | None, str] | None:
+    def _classify(self, pid: int) -> Entry | None:
         st = procs.stat(self.root, pid)
         if st is None:
             return None
@@ -167,10 +176,20 @@ class ProcessMatcher:
         cg = ""
         if self._need_cgroup:
             cg = "\n".join(f"{k}:{v}" for k, v in procs.cgroup_paths(self.root, pid).items())
-        runtime = next((s.name for s in self.specs if s.matches(st.comm, argv, cg)), None)
-        entry = (st.starttime, st.ppid, runtime, st.comm)
+        matched = [s for s in self.specs if s.matches(st.comm, argv, cg)]
+        ports = tuple(s.port_of(argv) if s.port_of is not None else None for s in matched)
+        entry = (st.starttime, st.ppid, tuple(s.name for s in matched), st.comm, ports)
         self._cache[pid] = entry
         return entry
+
+    def _by_port(self, entry: Entry) -> str | None:
+        """The matching runtime whose URL port is the port this process listens on."""
+        by_name = {s.name: s for s in self.specs}
+        for name, port in zip(entry[2], entry[4], strict=True):
+            spec = by_name.get(name)
+            if spec is not None and port is not None and spec.port == port:
+                return name
+        return None
 
     def scan(self) -> dict[str, list[int]]:
         """{runtime: [pids]} including descendants of matched processes."""
@@ -179,7 +198,7 @@ class ProcessMatcher:
         for pid in list(self._cache):
             if pid not in seen:
                 del self._cache[pid]
-        table: dict[int, tuple[int, int, str | None, str]] = {}
+        table: dict[int, Entry] = {}
         for pid in live:
             entry = self._cache.get(pid) if pid in self._cache else None
             if entry is None:
@@ -197,7 +216,13 @@ class ProcessMatcher:
             entry = table.get(pid)
             if entry is None or depth > 64:
                 return None
-            owner = entry[2] if entry[2] is not None else owner_of(entry[1], depth + 1)
+            if not entry[2]:
+                owner = owner_of(entry[1], depth + 1)
+            elif len(entry[2]) == 1:
+                owner = entry[2][0]
+            else:  # several runtimes match: the port decides, else the parent's, else the first
+                parent = owner_of(entry[1], depth + 1)
+                owner = self._by_port(entry) or (parent if parent in entry[2] else entry[2][0])
             owners[pid] = owner
             return owner
 
@@ -214,24 +239,6 @@ class ProcessMatcher:
         return [entry[3] for entry in self._cache.values()]
 
 
-def nvmap_clients(root: Path) -> dict[int, int] | None:
-    """Per-PID GPU memory (bytes) from Jetson's nvmap clients table (`... PID SIZEK` lines)."""
-    text = procs.read(root / "sys/kernel/debug/nvmap/iovmm/clients")
-    if text is None:
-        return None
-    out: dict[int, int] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) < 3 or not parts[-1].endswith("K") or not is_uint(parts[-2]):
-            continue
-        try:
-            size = int(parts[-1][:-1]) * 1024
-        except ValueError:
-            continue
-        out[int(parts[-2])] = out.get(int(parts[-2]), 0) + size
-    return out
-
-
 def gpu_memory_by_pid(root: Path) -> dict[int, int] | None:
     """NVML (dGPU, real root only) and nvmap (Jetson) per-process GPU bytes, or None if neither."""
     merged: dict[int, int] | None = None
@@ -243,7 +250,7 @@ def gpu_memory_by_pid(root: Path) -> dict[int, int] | None:
             by_pid = None
         if by_pid:
             merged = dict(by_pid)
-    nvmap = nvmap_clients(root)
+    nvmap = nvmap_memory_by_pid(root)
     if nvmap is not None:
         merged = merged or {}
         for pid, size in nvmap.items():
@@ -280,6 +287,10 @@ class RuntimeSource(Source):
     def collect(self, now: float) -> list[dict[str, Any]]:
         if self.config_error:
             raise RuntimeConfigError(self.config_error)
+        with SHARED.tick(now):
+            return self._collect(now)
+
+    def _collect(self, now: float) -> list[dict[str, Any]]:
         found = self.matcher.scan()
         gpu = gpu_memory_by_pid(self.root) if found else None
         values: dict[str, float | None] = {}
@@ -335,6 +346,9 @@ class RuntimeSource(Source):
             return False
         info["api"] = "ok"
         info["models"] = [m.name for m in loaded][:64]
+        sleeping = getattr(client, "sleeping", None)
+        if sleeping:
+            info["sleeping"] = list(sleeping)[:64]
         for model in loaded:
             if model.size_bytes is not None:
                 values[series_key("runtime_model_bytes", model=model.name, **rt)] = model.size_bytes
@@ -343,12 +357,12 @@ class RuntimeSource(Source):
         names = {m.name for m in loaded}
         before = self.models.get(spec.name)
         if before is not None:
-            for model in sorted(names - before):
+            for name in sorted(names - before):
                 events.append({"ts": now, "source": "event",
-                               "event": {"kind": "model_loaded", "runtime": spec.name, "model": model}})
-            for model in sorted(before - names):
+                               "event": {"kind": "model_loaded", "runtime": spec.name, "model": name}})
+            for name in sorted(before - names):
                 events.append({"ts": now, "source": "event",
-                               "event": {"kind": "model_unloaded", "runtime": spec.name, "model": model}})
+                               "event": {"kind": "model_unloaded", "runtime": spec.name, "model": name}})
         self.models[spec.name] = names
         try:
             metrics = client.metrics()

@@ -24,53 +24,39 @@ Sources and units:
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from collectors.files import read as _read_file
+from collectors.files import read_int as _int
 from collectors.series import series_key
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
+from collectors.tegra import (
+    ClockFiles,
+    clock_files,
+    clock_pins,
+    gpu_devfreq,
+    jetson_clocks_active,
+    nvmap_file,
+    nvpmodel,
+    parse_nvmap,
+    zone_label,
+)
 from collectors.text import is_uint
 
-_GPU_DEVFREQ = re.compile(r"(\.gpu$|\.ga10b$|\.gv11b$|\.gp10b$|^gpu-gpc-\d+$|^gpu\.\d+$)")
-_POWER_MODEL = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)")
 _MAX_FILE = 1 << 20
 
 
 # -- plain reads (os-level: these run every second on a small board) ------------------------------
 
 def _read(path: str | None, limit: int = 65536) -> str | None:
-    if path is None:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace")
+    return _read_file(path, limit)
 
 
 def _read_big(path: str) -> str | None:
-    text = _read(path, _MAX_FILE)
-    return text
-
-
-def _int(path: str | None) -> int | None:
-    text = _read(path, 64)
-    if text is None:
-        return None
-    try:
-        return int(text.split()[0])
-    except (ValueError, IndexError):
-        return None
+    return _read_file(path, _MAX_FILE)
 
 
 def _safe_glob(base: Path, pattern: str) -> list[Path]:
@@ -104,15 +90,7 @@ class Layout:
     zones: list[tuple[str, str]] = field(default_factory=list)  # name, m C file
     fan_pwm: str | None = None
     fan_rpm: str | None = None
-    cpus: list[tuple[str, str, str]] = field(default_factory=list)  # online, min, max files
-
-
-def gpu_devfreq(root: Path) -> Path | None:
-    """The GPU's devfreq folder, or None on boards without one."""
-    for node in _safe_glob(root / "sys/class/devfreq", "*"):
-        if _GPU_DEVFREQ.search(node.name):
-            return node
-    return None
+    clocks: ClockFiles = field(default_factory=ClockFiles)
 
 
 def discover(root: Path) -> Layout:
@@ -120,7 +98,8 @@ def discover(root: Path) -> Layout:
     node = gpu_devfreq(root)
     if node is not None:
         layout.gpu_node = str(node)
-        for candidate in (node / "device/load", root / "sys/devices/platform/gpu.0/load", root / "sys/devices/gpu.0/load"):
+        loads = (node / "device/load", root / "sys/devices/platform/gpu.0/load", root / "sys/devices/gpu.0/load")
+        for candidate in loads:
             if candidate.is_file():
                 layout.gpu_load = str(candidate)
                 break
@@ -131,10 +110,8 @@ def discover(root: Path) -> Layout:
         if (root / rel).is_file():
             layout.mc_all = str(root / rel)
             break
-    for rel in ("sys/kernel/debug/nvmap/iovmm/maps", "sys/kernel/debug/nvmap/iovmm/clients"):
-        if (root / rel).is_file():
-            layout.nvmap = str(root / rel)
-            break
+    nvmap = nvmap_file(root)
+    layout.nvmap = str(nvmap) if nvmap is not None else None
     for label_file in _safe_glob(root / "sys/bus/i2c/devices", "*/hwmon/hwmon*/in*_label"):
         label = (_read(str(label_file), 256) or "").strip()
         index = label_file.name[2:-len("_label")]
@@ -148,8 +125,7 @@ def discover(root: Path) -> Layout:
             layout.iio_rails.append((label[:64], str(name_file.parent / f"in_power{index}_input")))
     for base in ("sys/class/thermal", "sys/devices/virtual/thermal"):
         for zone in _safe_glob(root / base, "thermal_zone*"):
-            name = (_read(str(zone / "type"), 256) or "").strip().lower()
-            name = name.removesuffix("-thermal").removesuffix("_thermal")[:64]
+            name = zone_label((_read(str(zone / "type"), 256) or "").strip())
             if name and name not in {n for n, _ in layout.zones}:
                 layout.zones.append((name, str(zone / "temp")))
         if layout.zones:
@@ -161,10 +137,8 @@ def discover(root: Path) -> Layout:
             layout.fan_pwm = str(pwms[0]) if pwms else None
         if name in ("pwm_tach", "pwmfan") and (hwmon / "rpm").is_file() and layout.fan_rpm is None:
             layout.fan_rpm = str(hwmon / "rpm")
-    for cpu in _safe_glob(root / "sys/devices/system/cpu", "cpu[0-9]*"):
-        if is_uint(cpu.name[3:]):
-            layout.cpus.append((str(cpu / "online"), str(cpu / "cpufreq/scaling_min_freq"),
-                                str(cpu / "cpufreq/scaling_max_freq")))
+    if node is not None:  # jetson_clocks_active needs the GPU; the EMC (debugfs) is the tuning source's
+        layout.clocks = clock_files(root, emc=False)
     return layout
 
 
@@ -210,20 +184,7 @@ def _meminfo_kb(path: str, field_name: str) -> int | None:
 
 
 def _nvmap_rows(layout: Layout) -> list[tuple[int, str, int]]:
-    """(pid, name, bytes) per iovmm client row: `<client> <process name> <pid> <size>K`."""
-    text = _read_big(layout.nvmap) if layout.nvmap else None
-    rows = []
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) < 4 or parts[0].lower() in ("client", "total"):
-            continue
-        size, pid = parts[-1], parts[-2]
-        if not (size.endswith("K") and is_uint(size[:-1]) and is_uint(pid)):
-            continue
-        pid_n, kb = int(pid), int(size[:-1])
-        if 0 < pid_n < 2**22 and kb < 2**40:
-            rows.append((pid_n, " ".join(parts[1:-2])[:64], kb * 1024))
-    return rows
+    return parse_nvmap(_read_big(layout.nvmap) if layout.nvmap else None)
 
 
 def _rails(layout: Layout) -> dict[str, float]:
@@ -260,19 +221,7 @@ def _fans(layout: Layout) -> dict[str, float]:
 
 
 def _clocks_locked(layout: Layout) -> bool | None:
-    if layout.gpu_node is None:
-        return None
-    gmin, gmax = _int(layout.gpu_node + "/min_freq"), _int(layout.gpu_node + "/max_freq")
-    if gmin is None or gmax is None:
-        return None
-    pinned = []
-    for online, lo_file, hi_file in layout.cpus:
-        if _int(online) == 0:
-            continue
-        lo, hi = _int(lo_file), _int(hi_file)
-        if lo is not None and hi is not None:
-            pinned.append(lo == hi)
-    return gmin == gmax and bool(pinned) and all(pinned)
+    return jetson_clocks_active(clock_pins(layout.clocks)) if layout.gpu_node is not None else None
 
 
 def read_layout(layout: Layout) -> dict[str, float]:
@@ -294,8 +243,8 @@ def read_layout(layout: Layout) -> dict[str, float]:
     sizes: dict[tuple[int, str], float] = {}
     for pid, name, size in _nvmap_rows(layout):
         sizes[(pid, name)] = sizes.get((pid, name), 0.0) + size
-    for (pid, name), size in sizes.items():
-        values[series_key("gpu_process_memory_bytes", pid=pid, process=name)] = size
+    for (pid, name), total in sizes.items():
+        values[series_key("gpu_process_memory_bytes", pid=pid, process=name)] = total
     return values
 
 
@@ -322,49 +271,6 @@ def shared_gpu_memory(root: Path) -> float | None:
     return float(kb * 1024) if kb is not None else None
 
 
-def nvmap_memory_by_pid(root: Path) -> dict[int, int] | None:
-    """GPU (nvmap iovmm) memory per pid in bytes, from debugfs; None when unreadable."""
-    layout = Layout(root=root)
-    for rel in ("sys/kernel/debug/nvmap/iovmm/maps", "sys/kernel/debug/nvmap/iovmm/clients"):
-        if (root / rel).is_file():
-            layout.nvmap = str(root / rel)
-            break
-    if layout.nvmap is None or _read(layout.nvmap, 1) is None:
-        return None
-    out: dict[int, int] = {}
-    for pid, _name, size in _nvmap_rows(layout):
-        out[pid] = out.get(pid, 0) + size
-    return out
-
-
-def rails(root: Path) -> dict[str, float] | None:
-    """Power per INA3221 rail in W (mV x mA / 1e6, or the iio driver's mW / 1000)."""
-    return _rails(discover(root)) or None
-
-
-def temperatures(root: Path) -> dict[str, float] | None:
-    return _temperatures(discover(root)) or None
-
-
-def clocks_locked(root: Path) -> bool | None:
-    """What jetson_clocks does: GPU devfreq min == max and every online CPU's min == max."""
-    return _clocks_locked(discover(root))
-
-
-def nvpmodel(root: Path) -> tuple[int, str | None] | None:
-    """(mode id, mode name) from nvpmodel's status file and config."""
-    status = _read(str(root / "var/lib/nvpmodel/status"), 4096)
-    if status is None:
-        return None
-    m = re.search(r"pmode:(\d{1,4})", status)
-    if not m:
-        return None
-    mode = int(m.group(1))
-    conf = _read_big(str(root / "etc/nvpmodel.conf")) or ""
-    names = {int(i): n[:64] for i, n in _POWER_MODEL.findall(conf)}
-    return mode, names.get(mode)
-
-
 def board_model(root: Path) -> str | None:
     for rel in ("sys/firmware/devicetree/base/model", "proc/device-tree/model"):
         text = _read(str(root / rel), 256)
@@ -381,6 +287,7 @@ def is_tegra(root: Path) -> bool:
 @dataclass
 class TegraSysfsSource(Source):
     name: str = "tegra_sysfs"
+    board_wide: ClassVar[bool] = True
     state_every_s: float = 30.0
     rediscover_s: float = 60.0  # hot-plugged rails, a fan driver loaded late
 

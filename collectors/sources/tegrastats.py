@@ -32,10 +32,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from collectors.sources.base import Source
 from collectors.sources.keys import key1
+from collectors.tegra import zone_label
 
 MIB = 1024 * 1024
 _MAX_LINE = 8192
@@ -86,14 +87,6 @@ def _mhz(text: str | None) -> float | None:
     return None if value is None or value > 100_000 else value * 1e6
 
 
-def _zone(name: str) -> str:
-    name = name.lower()
-    for suffix in ("-thermal", "_thermal"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name
-
-
 def _mib(text: str | None) -> float | None:
     value = _num(text)
     return None if value is None or value > 2**30 else value * MIB  # > 1 PiB is garbage
@@ -104,7 +97,8 @@ def _memory(kind: str, tokens: list[str], i: int, out: dict[str, float]) -> bool
     if not m:
         return False
     prefix = "ram" if kind == "RAM" else "swap"
-    found: dict[str, float | None] = {f"{prefix}_used_bytes": _mib(m.group(1)), f"{prefix}_total_bytes": _mib(m.group(2))}
+    found: dict[str, float | None] = {f"{prefix}_used_bytes": _mib(m.group(1)),
+                                      f"{prefix}_total_bytes": _mib(m.group(2))}
     note = tokens[i + 2] if i + 3 < len(tokens) else ""
     if kind == "RAM" and note == "(lfb" and (lfb := _LFB.fullmatch(tokens[i + 3])):
         found["ram_largest_free_block_bytes"] = _mib(lfb.group(2))
@@ -194,7 +188,7 @@ def _temperature(token: str, out: dict[str, float]) -> None:
     if m:
         celsius = _num(m.group(2))
         if celsius is not None and -100.0 < celsius < 200.0:  # -256 = no sensor
-            out[key1("temperature_celsius", "zone", _zone(m.group(1)))] = celsius
+            out[key1("temperature_celsius", "zone", zone_label(m.group(1)))] = celsius
 
 
 def _rail(name: str, value: str, out: dict[str, float]) -> None:
@@ -265,6 +259,7 @@ class TegrastatsSource(Source):
     """Keeps one `tegrastats --interval MS` child running and reports its newest line."""
 
     name: str = "tegrastats"
+    board_wide: ClassVar[bool] = True
     binary: Path | None = None
     restart_backoff_s: float = 2.0
     stall_after_s: float = 10.0

@@ -37,12 +37,11 @@ from collectors.sources.base import Source
 from collectors.sources.irq import affinities, format_cpu_list, isolated_cpus, parse_cpu_list
 from collectors.sources.procs import read as read_text
 from collectors.sources.procs import read_int
+from collectors.tegra import clock_files, clock_pins, gpu_devfreq_nodes, parse_power_models, parse_status
 from collectors.text import is_uint
 
 DESKTOP = {"gdm", "gdm3", "gdm-wayland-ses", "gdm-x-session", "Xorg", "Xwayland", "gnome-shell",
            "weston", "sddm", "lightdm", "kwin_wayland", "kwin_x11", "mutter", "xfwm4", "lxsession"}
-GPU_DEVFREQ = re.compile(r"gpu|ga10b|gv11b|gp10b|gb10b", re.IGNORECASE)
-POWER_MODEL = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)\s*>")
 MAX_THREADS = 512
 
 
@@ -70,39 +69,13 @@ def cpu_governors(root: Path) -> dict[str, str] | None:
     return out or None
 
 
-def _min_eq_max(folder: Path, lo: str, hi: str) -> bool | None:
-    low, high = read_int(folder / lo), read_int(folder / hi)
-    if low is None or high is None:
-        return None
-    return low == high
-
-
-def gpu_devfreq(root: Path) -> list[Path]:
-    try:
-        return sorted(p for p in (root / "sys/class/devfreq").iterdir() if GPU_DEVFREQ.search(p.name))
-    except OSError:
-        return []
-
-
 def clocks_locked(root: Path) -> dict[str, bool | None]:
-    cpu_states = [_min_eq_max(c / "cpufreq", "scaling_min_freq", "scaling_max_freq") for c in _cpus(root)]
-    cpu_known = [s for s in cpu_states if s is not None]
-    gpu_states = [_min_eq_max(g, "min_freq", "max_freq") for g in gpu_devfreq(root)]
-    gpu_known = [s for s in gpu_states if s is not None]
-    emc = root / "sys/kernel/debug/bpmp/debug/clk/emc"
-    emc_state = True if read_int(emc / "mrq_rate_locked") == 1 else _min_eq_max(emc, "min_rate", "max_rate")
-    return {"cpu": all(cpu_known) if cpu_known else None,
-            "gpu": all(gpu_known) if gpu_known else None, "emc": emc_state}
+    return clock_pins(clock_files(root))
 
 
 def nvpmodel(root: Path) -> dict[str, Any] | None:
-    conf = read_text(root / "etc/nvpmodel.conf")
-    names = {int(i): n for i, n in POWER_MODEL.findall(conf or "")}
-    status = read_text(root / "var/lib/nvpmodel/status")
-    mode = None
-    if status:
-        match = re.search(r"pmode:\s*(\d+)", status)
-        mode = int(match.group(1)) if match else None
+    names = parse_power_models(read_text(root / "etc/nvpmodel.conf"))
+    mode = parse_status(read_text(root / "var/lib/nvpmodel/status"))
     if mode is None and root == Path("/") and _nvpmodel_command():
         try:
             out = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=3).stdout
@@ -181,7 +154,7 @@ def nvidia_pci_gpus(root: Path) -> list[Path]:
 
 def gpu_runtime_pm(root: Path, pci_gpus: list[Path] | None = None) -> dict[str, str] | None:
     out: dict[str, str] = {}
-    for dev in gpu_devfreq(root):
+    for dev in gpu_devfreq_nodes(root):
         text = read_text(dev / "device/power/control")
         if text:
             out[dev.name] = procs.safe_name(text.strip(), 16)

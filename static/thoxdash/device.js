@@ -34,39 +34,42 @@
   }
   function rm(k) { return k.labels.runtime + " / " + k.labels.model; }
 
-  // chart id -> which series it draws and how
+  // chart id -> how it draws its series
+  var ceilings = {}; // runtime -> its memory ceiling (bytes): the memory chart draws each runtime against its own
+  function gib(b) { return (b / 1073741824).toFixed(2) + " GiB"; }
   var CHARTS = {
-    "chart-gpu": { want: function (k) { return k.name === "gpu_load_ratio" || k.name === "emc_load_ratio" || k.name === "gpu_freq_hz"; },
-      trace: function (k) { return k.name === "gpu_freq_hz" ? { name: "GPU frequency", yaxis: "y2", line: { dash: "dot", width: 1 } } : { name: k.name === "gpu_load_ratio" ? "GPU load" : "EMC load" }; },
-      yaxis: { title: { text: "load" }, range: [0, 1.05], tickformat: ".0%" },
-      yaxis2: { overlaying: "y", side: "right", tickformat: ".3~s", ticksuffix: "Hz", showgrid: false, rangemode: "tozero" } },
-    "chart-memory": { want: function (k) { return k.name === "runtime_memory_bytes" || k.name === "runtime_ceiling_bytes" || k.name === "ram_used_bytes"; },
-      trace: function (k) {
-        if (k.name === "runtime_memory_bytes") return { name: k.labels.runtime, stackgroup: "runtimes", line: { width: 0.5 } };
-        if (k.name === "runtime_ceiling_bytes") return { name: "ceiling " + k.labels.runtime, line: { dash: "dash", width: 1.5 } };
-        return { name: "RAM used (all)", visible: "legendonly", line: { width: 1, color: "#888" } };
-      }, yaxis: { title: { text: "bytes" }, tickformat: "~s", rangemode: "tozero" } },
-    "chart-power": { want: function (k) { return k.name === "power_watts"; },
-      trace: function (k) { return { name: k.labels.rail || "power" }; }, yaxis: { title: { text: "W" }, rangemode: "tozero" } },
-    "chart-temp": { want: function (k) { return k.name === "temperature_celsius"; },
-      trace: function (k) { return { name: k.labels.zone || "temp" }; }, yaxis: { title: { text: "°C" } } },
-    "chart-cpu": { want: function (k) { return k.name === "cpu_load_ratio" && k.labels.cpu !== undefined; },
-      trace: function (k) {
-        var iso = isolated[k.labels.cpu];
-        return { name: "cpu" + k.labels.cpu + (iso ? " (isolated)" : ""), line: iso ? { dash: "dot", width: 2.5 } : { width: 1 } };
-      }, yaxis: { title: { text: "load" }, range: [0, 1.05], tickformat: ".0%" } },
-    "chart-latency": { want: function (k) { return k.name === "request_latency_p50_seconds" || k.name === "request_latency_p99_seconds"; },
-      trace: function (k) { var p99 = k.name.indexOf("p99") > 0; return { name: (p99 ? "p99 " : "p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, line: { dash: p99 ? "dash" : "solid", width: 1.5 } }; },
-      yaxis: { title: { text: "s" }, rangemode: "tozero" } },
-    "chart-ttft": { want: function (k) { return k.name === "request_ttft_p50_seconds" || k.name === "request_tokens_per_second"; },
-      trace: function (k) { var tps = k.name === "request_tokens_per_second"; return { name: (tps ? "tok/s " : "TTFT p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, yaxis: tps ? "y2" : "y", line: { dash: tps ? "dot" : "solid" } }; },
-      yaxis: { title: { text: "TTFT s" }, rangemode: "tozero" },
-      yaxis2: { title: { text: "tok/s" }, overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" } },
-    "chart-slo": { want: function (k) { return k.name === "request_slo_compliance_ratio"; },
-      trace: function (k) { return { name: rm(k), mode: "lines+markers", marker: { size: 3 } }; },
-      yaxis: { title: { text: "within deadline" }, tickformat: ".1%", range: [0, 1.02] } }
+    "chart-gpu": { trace: function (k) { return k.name === "gpu_freq_hz" ? { name: "GPU frequency", yaxis: "y2", line: { dash: "dot", width: 1 } } : { name: k.name === "gpu_load_ratio" ? "GPU load" : "EMC load" }; },
+      yaxis: { title: { text: "load" }, range: [0, 1.05], tickformat: ".0%", fixedrange: true },
+      yaxis2: { overlaying: "y", side: "right", tickformat: ".3~s", ticksuffix: "Hz", showgrid: false, fixedrange: true }, y2zero: true },
+    "chart-memory": { only: function (k) { return k.name === "runtime_memory_bytes" && ceilings[k.labels.runtime] > 0; },
+      trace: function (k) { return { name: k.labels.runtime, customdata: [], hovertemplate: "%{y:.0%} of its ceiling<extra>" + esc(k.labels.runtime) + "</extra>" }; },
+      value: function (k, v) { var c = ceilings[k.labels.runtime]; return v === null ? null : v / c; },
+      yaxis: { title: { text: "of its ceiling" }, tickformat: ".0%", range: [0, 1.25], fixedrange: true }, ceilingLine: true },
+    "chart-host": { trace: function (k) {
+        if (k.name === "ram_total_bytes") return { name: "RAM total", line: { dash: "dash", width: 1, color: "#888" } };
+        return { name: k.name === "ram_used_bytes" ? "RAM used" : "swap used" };
+      }, yaxis: { title: { text: "bytes" }, tickformat: "~s", ticksuffix: "B", rangemode: "tozero", fixedrange: true } },
+    "chart-power": { trace: function (k) { return { name: k.labels.rail || "power" }; }, yaxis: { title: { text: "W" }, rangemode: "tozero", fixedrange: true } },
+    "chart-temp": { only: function (k) { return !!k.labels.zone; },
+      trace: function (k) { return { name: k.labels.zone || "temp" }; }, yaxis: { title: { text: "°C" }, fixedrange: true }, tempAxis: true },
+    "chart-cpu": { only: function (k) { return k.labels.cpu !== undefined; }, heatmap: true,
+      trace: function () { return {}; } },
+    "chart-latency": { trace: function (k) { var p99 = k.name.indexOf("p99") > 0; return { name: (p99 ? "p99 " : "p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, line: { dash: p99 ? "dash" : "solid", width: 1.5 } }; },
+      yaxis: { title: { text: "seconds" }, type: "log", dtick: 1, tickformat: "~s", ticksuffix: "s", fixedrange: true } },
+    "chart-ttft": { trace: function (k) { var tps = k.name === "request_tokens_per_second"; return { name: (tps ? "tok/s " : "TTFT p50 ") + rm(k), mode: "lines+markers", marker: { size: 3 }, yaxis: tps ? "y2" : "y", line: { dash: tps ? "dot" : "solid" } }; },
+      yaxis: { title: { text: "TTFT s" }, rangemode: "tozero", fixedrange: true },
+      yaxis2: { title: { text: "tok/s" }, overlaying: "y", side: "right", showgrid: false, rangemode: "tozero", fixedrange: true } },
+    "chart-slo": { trace: function (k) { return { name: rm(k), mode: "lines+markers", marker: { size: 3 } }; },
+      yaxis: { title: { text: "within deadline" }, tickformat: ".2%", fixedrange: true }, sloAxis: true }
   };
+  // which metric names each chart draws comes from the server (collectors/catalog.py)
+  Object.keys(CHARTS).forEach(function (id) {
+    var names = {}, only = CHARTS[id].only;
+    ((cfg.charts || {})[id] || []).forEach(function (n) { names[n] = true; });
+    CHARTS[id].want = function (k) { return names[k.name] === true && (!only || only(k)); };
+  });
   var IDS = Object.keys(CHARTS);
+  var PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: "hover" };
   var traces = {}; // chart id -> {series key: trace index}
 
   function colors() {
@@ -106,32 +109,87 @@
     }
     if (id === "chart-slo") {
       (cfg.slos || []).forEach(function (s) {
-        shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: s.target_ratio, y1: s.target_ratio, line: { color: c.warn, width: 1, dash: "dash" } });
+        shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: s.target_ratio, y1: s.target_ratio, line: { color: c.warn, width: 1.5, dash: "dash" } });
+        notes.push({ xref: "paper", yref: "y", x: 1, xanchor: "right", y: s.target_ratio, yanchor: "top", showarrow: false, font: { color: c.warn, size: 10 },
+                     text: esc("target " + (s.target_ratio * 100).toFixed(s.target_ratio > 0.99 ? 1 : 0) + "% " + s.runtime + "/" + s.model) });
       });
     }
     return { shapes: shapes, annotations: notes };
   }
-  function layout(id) {
+  function layout(id, given) {
     var def = CHARTS[id], c = colors(), deco = eventDecor(id);
     var l = { margin: { l: 55, r: def.yaxis2 ? 55 : 12, t: 18, b: 30 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: c.fg, size: 11 }, xaxis: { type: "date", gridcolor: c.line, range: xrange() },
       yaxis: Object.assign({ gridcolor: c.line }, def.yaxis), legend: { orientation: "h", y: -0.18 }, showlegend: true,
       hovermode: "x unified", uirevision: "keep", shapes: deco.shapes, annotations: deco.annotations };
-    if (def.yaxis2) l.yaxis2 = def.yaxis2;
+    if (def.yaxis2) l.yaxis2 = Object.assign({}, def.yaxis2);
+    var el = document.getElementById(id), data = given || (el && el.data) || [];
+    if (def.y2zero) {  // frequency from 0 to its highest value (never an autoscaled sliver around one value)
+      var top = 0;
+      data.forEach(function (t) { if (t.yaxis === "y2") (t.y || []).forEach(function (v) { if (v > top) top = v; }); });
+      if (top > 0) l.yaxis2.range = [0, top * 1.05];
+    }
+    if (def.tempAxis) {  // 0 °C to 100 °C, or past the highest throttle point
+      var hi = 100;
+      Object.keys(cfg.throttle_celsius || {}).forEach(function (z) { hi = Math.max(hi, cfg.throttle_celsius[z] + 8); });
+      data.forEach(function (t) { (t.y || []).forEach(function (v) { if (v !== null && v > hi - 3) hi = v + 5; }); });
+      l.yaxis.range = [0, hi];
+    }
+    if (def.ceilingLine) {
+      l.shapes = l.shapes.concat([{ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: 1, y1: 1, line: { color: c.crit, width: 1.5, dash: "dash" } }]);
+      l.annotations = l.annotations.concat([{ xref: "paper", yref: "y", x: 0, xanchor: "left", y: 1, yanchor: "bottom", text: "ceiling (each runtime's own)", showarrow: false, font: { color: c.crit, size: 10 } }]);
+      var most = 1.1;
+      data.forEach(function (t) { (t.y || []).forEach(function (v) { if (v !== null && v > most) most = v; }); });
+      l.yaxis.range = [0, Math.max(1.25, most * 1.08)];
+    }
+    if (def.sloAxis) {  // the target must sit visibly below 100 %: the axis spans a few times the error budget
+      var target = Math.min.apply(null, (cfg.slos || []).map(function (x) { return x.target_ratio; }).concat([1]));
+      var budget = Math.max(1 - target, 0.001), low = target - 3 * budget;
+      data.forEach(function (t) { (t.y || []).forEach(function (v) { if (v !== null && v < low) low = v; }); });
+      l.yaxis.range = [Math.max(0, low - budget / 2), 1 + budget / 2];
+      l.yaxis.tickformat = budget < 0.01 ? ".2%" : ".0%";
+    }
     return l;
   }
   function dates(ts) { return ts.map(function (t) { return new Date(t * 1000); }); }
+  // A gap in the data is drawn as a gap: a null is put between two samples further apart than
+  // GAP_FACTOR times the typical step (and at least GAP_MIN_S), so lines break instead of bridging.
+  var GAP_FACTOR = 3, GAP_MIN_S = 5, lastTs = {};
+  function typicalStep(xs) {
+    var d = [];
+    for (var i = Math.max(1, xs.length - 50); i < xs.length; i++) d.push(xs[i] - xs[i - 1]);
+    if (!d.length) return 1;
+    d.sort(function (a, b) { return a - b; });
+    return d[Math.floor(d.length / 2)] || 1;
+  }
+  function withGaps(id, key, xs, ys, prevTs) {
+    var k = parseKey(key), def = CHARTS[id], step = typicalStep(xs), limit = Math.max(GAP_MIN_S, GAP_FACTOR * step);
+    var outX = [], outY = [], last = prevTs;
+    for (var i = 0; i < xs.length; i++) {
+      if (last !== undefined && xs[i] - last > limit) { outX.push(new Date((last + xs[i]) * 500)); outY.push(null); }
+      outX.push(new Date(xs[i] * 1000));
+      outY.push(def.value ? def.value(k, ys[i]) : ys[i]);
+      last = xs[i];
+    }
+    if (xs.length) lastTs[id + "|" + key] = xs[xs.length - 1];
+    return [outX, outY];
+  }
   function newTrace(id, key, cols) {
-    var k = parseKey(key), t = Object.assign({ mode: "lines", line: { width: 1.5 } }, CHARTS[id].trace(k));
+    var k = parseKey(key), t = Object.assign({ mode: "lines", line: { width: 1.5 }, connectgaps: false }, CHARTS[id].trace(k));
     t.name = esc(t.name);
-    t.x = dates(cols[0]); t.y = cols[1];
+    var xy = withGaps(id, key, cols[0], cols[1], undefined);
+    t.x = xy[0]; t.y = xy[1];
     if (id === "chart-temp") t.legendgroup = t.name;
     return t;
   }
   function noteData(id, has) {
-    var note = document.querySelector('[data-nodata-for="' + id + '"]');
+    var note = document.querySelector('[data-nodata-for="' + id + '"]'), el = document.getElementById(id);
     if (note) note.hidden = has;
-    document.getElementById(id).dataset.points = String(has ? 1 : 0);
+    // a chart this device cannot fill is not drawn as empty axes: its note says why instead
+    var wasHidden = el.classList.contains("empty");
+    el.classList.toggle("empty", !has);
+    if (has && wasHidden && el.data) Plotly.Plots.resize(el);
+    el.dataset.points = String(has ? 1 : 0);
   }
   function throttleTrace(data) {
     // markers on every temperature sample at or over its zone's throttle point
@@ -144,12 +202,70 @@
     return { x: x, y: y, text: text, name: "at throttle point", mode: "markers", marker: { symbol: "x", size: 8, color: colors().crit }, hovertemplate: "%{text} %{y} °C<extra>throttle</extra>" };
   }
 
+  function learnCeilings(msg) {
+    Object.keys(msg.series || {}).forEach(function (key) {
+      var k = parseKey(key), ys = msg.series[key][1];
+      if (k.name === "runtime_ceiling_bytes" && ys.length && ys[ys.length - 1] > 0) ceilings[k.labels.runtime] = ys[ys.length - 1];
+    });
+    Object.keys(msg.forecast || {}).forEach(function (rt) { if (msg.forecast[rt].ceiling > 0) ceilings[rt] = msg.forecast[rt].ceiling; });
+  }
+  function memoryNote(keys) {
+    var note = document.querySelector('[data-nodata-for="chart-memory"]');
+    var any = keys.some(function (key) { return parseKey(key).name === "runtime_memory_bytes"; });
+    if (note && any) note.textContent = "No runtime here has a memory ceiling: set one under Settings to see it against its ceiling (current use is in the line above).";
+  }
+
+  // CPU load per core as a heatmap (time × core, 0–100 %): a dozen overlapping lines read as noise.
+  var cpuBuf = {};
+  function cpuOrder(a, b) { return (parseInt(a, 10) - parseInt(b, 10)) || (a < b ? -1 : 1); }
+  function feedCpu(series, reset) {
+    if (reset) cpuBuf = {};
+    Object.keys(series).forEach(function (key) {
+      var k = parseKey(key);
+      if (!CHARTS["chart-cpu"].want(k)) return;
+      var b = cpuBuf[k.labels.cpu] || (cpuBuf[k.labels.cpu] = { x: [], y: [] });
+      b.x = b.x.concat(series[key][0]); b.y = b.y.concat(series[key][1]);
+      if (b.x.length > MAX_POINTS) { b.x = b.x.slice(-MAX_POINTS); b.y = b.y.slice(-MAX_POINTS); }
+    });
+  }
+  function drawCpu() {
+    var id = "chart-cpu", cpus = Object.keys(cpuBuf).sort(cpuOrder), c = colors();
+    if (!cpus.length) { if (!document.getElementById(id).data) Plotly.react(id, [], {}, PLOT_CONFIG); noteData(id, false); return; }
+    var ref = cpus.reduce(function (a, b) { return cpuBuf[b].x.length > cpuBuf[a].x.length ? b : a; }, cpus[0]);
+    var xs = cpuBuf[ref].x, step = typicalStep(xs), limit = Math.max(GAP_MIN_S, GAP_FACTOR * step), x = [], cols = [];
+    for (var i = 0; i < xs.length; i++) {
+      if (i && xs[i] - xs[i - 1] > limit) { x.push(new Date((xs[i - 1] + xs[i]) * 500)); cols.push(null); }
+      x.push(new Date(xs[i] * 1000)); cols.push(i);
+    }
+    var z = cpus.map(function (cpu) {
+      var b = cpuBuf[cpu], off = b.x.length - xs.length; // samples of one record share a timestamp
+      return cols.map(function (j) { return j === null || j + off < 0 ? null : b.y[j + off]; });
+    });
+    var labels = cpus.map(function (cpu) { return esc("cpu" + cpu + (isolated[cpu] ? " ⊘" : "")); });
+    var data = [{ type: "heatmap", x: x, y: labels, z: z, zmin: 0, zmax: 1, colorscale: "Viridis", hoverongaps: false,
+                  colorbar: { title: { text: "load" }, tickformat: ".0%", thickness: 10 },
+                  hovertemplate: "%{y}: %{z:.0%}<br>%{x}<extra></extra>" }];
+    var l = layout(id);
+    l.yaxis = { type: "category", automargin: true, gridcolor: c.line, fixedrange: true };
+    l.hovermode = "closest"; l.showlegend = false;
+    labels.forEach(function (lab, i) {
+      if (isolated[cpus[i]]) l.shapes.push({ type: "rect", xref: "paper", yref: "y", x0: 0, x1: 1, y0: i - 0.5, y1: i + 0.5, line: { color: c.crit, width: 1.5 }, fillcolor: "rgba(0,0,0,0)" });
+    });
+    Plotly.react(id, data, l, PLOT_CONFIG);
+    traces[id] = { __cpu: 0 };
+    noteData(id, true);
+  }
+
   function renderAll(msg) {
     if (msg.now) skew = msg.now * 1000 - Date.now();
     events = (msg.events || []).slice(-300);
+    learnCeilings(msg);
     var series = msg.series || {};
     var keys = Object.keys(series).sort(), gen = ++renderGen;
+    memoryNote(keys);
+    lastTs = {};
     function draw(id) {
+      if (CHARTS[id].heatmap) { feedCpu(series, true); drawCpu(); return; }
       var data = [];
       traces[id] = {};
       keys.forEach(function (key) {
@@ -161,7 +277,7 @@
         data.push(t);
       });
       if (id === "chart-temp" && data.length) { data.push(throttleTrace(data)); traces[id].__throttle = data.length - 1; }
-      Plotly.react(id, data, layout(id), { displaylogo: false, responsive: true });
+      Plotly.react(id, data, layout(id, data), PLOT_CONFIG);
       noteData(id, data.length > 0);
     }
     renderForecast(msg.forecast);
@@ -184,9 +300,16 @@
 
   function applyUpdate(msg) {
     if (msg.now) skew = msg.now * 1000 - Date.now();
+    learnCeilings(msg);
     var series = msg.series || {}, keys = Object.keys(series).sort(), newEvents = false;
     if (msg.events && msg.events.length) { events = events.concat(msg.events).slice(-300); newEvents = true; }
     IDS.forEach(function (id) {
+      if (CHARTS[id].heatmap) {
+        var before = Object.keys(cpuBuf).length;
+        feedCpu(series, false);
+        if (keys.some(function (key) { return CHARTS[id].want(parseKey(key)); }) || newEvents || before !== Object.keys(cpuBuf).length) drawCpu();
+        return;
+      }
       var add = { x: [], y: [] }, idx = [], fresh = [], freshKeys = [];
       keys.forEach(function (key) {
         var k = parseKey(key);
@@ -194,7 +317,10 @@
         if (!(key in traces[id])) {
           fresh.push(newTrace(id, key, series[key])); freshKeys.push(key);
           if (id === "chart-temp") fresh[fresh.length - 1].meta = k.labels.zone;
-        } else { idx.push(traces[id][key]); add.x.push(dates(series[key][0])); add.y.push(series[key][1]); }
+        } else {
+          var xy = withGaps(id, key, series[key][0], series[key][1], lastTs[id + "|" + key]);
+          idx.push(traces[id][key]); add.x.push(xy[0]); add.y.push(xy[1]);
+        }
       });
       var el = document.getElementById(id);
       if (fresh.length) {
@@ -221,10 +347,16 @@
     checkStale();
   }
 
+  var lastIrq = null;
+  function irqLabel(irq) {
+    var name = (cfg.irq_names || {})[irq];
+    return name ? irq + " " + name : "IRQ " + irq;
+  }
   function renderIrq(irq) {
     var id = "chart-irq", c = colors();
+    if (irq) lastIrq = irq;
     if (!irq || !irq.irqs || !irq.irqs.length) {
-      if (irq === null || irq === undefined) { if (!document.getElementById(id).data) Plotly.react(id, [], {}, { displaylogo: false }); }
+      if (irq === null || irq === undefined) { if (!document.getElementById(id).data) Plotly.react(id, [], {}, PLOT_CONFIG); }
       noteData(id, !!(document.getElementById(id).data || []).length && irq !== null);
       return;
     }
@@ -235,11 +367,16 @@
     irq.cpus.forEach(function (cpu, i) {
       if (iso[cpu]) shapes.push({ type: "rect", xref: "x", yref: "paper", x0: i - 0.5, x1: i + 0.5, y0: 0, y1: 1, line: { color: c.crit, width: 2 }, fillcolor: "rgba(0,0,0,0)" });
     });
-    var data = [{ type: "heatmap", x: xs, y: irq.irqs.map(esc), z: irq.z, colorscale: "YlOrRd", reversescale: true,
-                  hovertemplate: "irq %{y} on %{x}: %{z}/s<extra></extra>", colorbar: { title: { text: "/s" } } }];
-    Plotly.react(id, data, { margin: { l: 110, r: 10, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-      font: { color: c.fg, size: 11 }, xaxis: { type: "category" }, yaxis: { type: "category", automargin: true }, shapes: shapes,
-      uirevision: "keep" }, { displaylogo: false, responsive: true });
+    // the colour scale starts at 0 (no interrupts = the lightest colour), so a busy isolated CPU shows
+    var zmax = 1;
+    irq.z.forEach(function (row) { row.forEach(function (v) { if (v > zmax) zmax = v; }); });
+    var data = [{ type: "heatmap", x: xs, y: irq.irqs.map(function (i) { return esc(irqLabel(i)); }), z: irq.z, zmin: 0, zmax: zmax,
+                  colorscale: [[0, "rgba(255,255,204,0.15)"], [0.001, "#ffeda0"], [0.3, "#feb24c"], [0.7, "#f03b20"], [1, "#bd0026"]],
+                  xgap: 1, ygap: 1, hovertemplate: "%{y} on %{x}: %{z:.1f}/s<extra></extra>", colorbar: { title: { text: "/s" }, thickness: 10 } }];
+    Plotly.react(id, data, { margin: { l: 10, r: 10, t: 10, b: 40 }, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
+      font: { color: c.fg, size: 11 }, xaxis: { type: "category", fixedrange: true },
+      yaxis: { type: "category", automargin: true, fixedrange: true, tickfont: { size: 10 } }, shapes: shapes,
+      uirevision: "keep" }, PLOT_CONFIG);
     noteData(id, true);
   }
 
@@ -302,6 +439,19 @@
     }, wait);
   }
 
+  // A large snapshot arrives as "snapshot" (parts > 1) then "snapshot_part" messages, each under
+  // the websocket's frame limit: hold the parts, hand on the whole snapshot once the last arrived.
+  var partial = null;
+  function gather(msg) {
+    if (msg.type === "snapshot" && msg.parts > 1) { partial = msg; return null; }
+    if (msg.type !== "snapshot_part") return msg;
+    if (!partial) return null;
+    Object.keys(msg.series || {}).forEach(function (k) { partial.series[k] = msg.series[k]; });
+    if (msg.part < partial.parts - 1) return null;
+    var whole = partial; partial = null;
+    return whole;
+  }
+
   function connect() {
     var proto = location.protocol === "https:" ? "wss://" : "ws://";
     // a stored range needs only updates (for liveness), not the live window's snapshot
@@ -312,6 +462,8 @@
       plotlyReady.then(function () { receive(msg); });
     };
     function receive(msg) {
+      msg = gather(msg);
+      if (!msg) return;
       if (msg.type === "snapshot" && mode === "live") { pending = null; renderAll(msg); return; }
       if (msg.now) skew = msg.now * 1000 - Date.now();
       Object.keys(msg.series || {}).forEach(function (k) { var xs = msg.series[k][0]; if (xs.length) lastSample = Math.max(lastSample, xs[xs.length - 1] * 1000); });
@@ -349,7 +501,11 @@
   });
 
   window.addEventListener("thoxdash-theme", function () {
-    IDS.forEach(function (id) { if (document.getElementById(id).data) Plotly.relayout(id, layout(id)); });
+    IDS.forEach(function (id) {
+      if (CHARTS[id].heatmap) { if (Object.keys(cpuBuf).length) drawCpu(); return; }
+      if (document.getElementById(id).data) Plotly.relayout(id, layout(id));
+    });
+    if (lastIrq) renderIrq(lastIrq);
   });
   setInterval(function () {
     checkStale();

@@ -68,8 +68,15 @@
       cell(tr, d.hottest ? d.hottest.celsius.toFixed(1) + " °C (" + d.hottest.zone + ")" : "", "num");
       var rt = cell(tr, d.runtime ? d.runtime.runtime + " " + gb(d.runtime.bytes) + (d.runtime.ceiling ? " / " + gb(d.runtime.ceiling) + " (" + pct(d.runtime.ratio) + ")" : "") : "");
       if (d.runtime && d.runtime.ratio >= 1) rt.className = "crit"; else if (d.runtime && d.runtime.ratio >= 0.9) rt.className = "warn";
-      var al = cell(tr, String(d.alerts), "num");
-      if (d.alerts > 0) al.className = "num crit";
+      var al = cell(tr, d.alerts > 0 ? "" : String(d.alerts), "num");
+      if (d.alerts > 0) {
+        al.className = "num crit";
+        var link = document.createElement("a");
+        link.href = "/alerts/?device=" + encodeURIComponent(d.id);
+        link.textContent = String(d.alerts);
+        link.title = "The firing alerts of " + d.id;
+        al.appendChild(link);
+      }
       cell(tr, ago(d.last_seen), "ts");
       frag.appendChild(tr);
     });

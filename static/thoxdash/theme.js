@@ -17,5 +17,33 @@
       window.dispatchEvent(new Event("thoxdash-theme"));
     });
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", wire); else wire();
+  // One time zone everywhere, the browser's: <time datetime="ISO"> elements rendered by the server
+  // (in UTC, as the no-JS fallback) are rewritten in local time, and the zone is named in the top bar.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function localText(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+  function zoneName() {
+    var name = "";
+    try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { name = ""; }
+    var off = -new Date().getTimezoneOffset(), sign = off < 0 ? "−" : "+";
+    off = Math.abs(off);
+    var utc = "UTC" + sign + pad(Math.floor(off / 60)) + ":" + pad(off % 60);
+    return name && name !== "UTC" ? name + " (" + utc + ")" : utc;
+  }
+  function localTimes(rootEl) {
+    (rootEl || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) return;
+      el.textContent = localText(d);
+      el.title = d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+    });
+    var tz = document.getElementById("tz");
+    if (tz) tz.textContent = "times: " + zoneName();
+  }
+  window.thoxdashLocalTimes = localTimes;
+  window.thoxdashZone = zoneName;
+  function ready() { wire(); localTimes(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready); else ready();
 })();

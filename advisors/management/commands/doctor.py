@@ -8,6 +8,7 @@ published. Neither: this machine (--root /). Reading only; doctor never changes 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from advisors.recommend.checks import run_checks
 from collectors.store import DEVICE_ID
 
-MARK = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL", "unknown": "??  "}
+MARK = {"ok": "OK  ", "warn": "WARN", "fail": "FAIL", "unknown": "----"}
 
 
 def read_tree(root: Path) -> dict[str, Any]:
@@ -25,11 +26,6 @@ def read_tree(root: Path) -> dict[str, Any]:
 
     records = TuningSource(root=root).collect(time.time())
     return records[0]["state"] if records else {}
-
-
-def short(value: Any, width: int = 44) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class Command(BaseCommand):
@@ -48,8 +44,20 @@ class Command(BaseCommand):
         values: dict[str, float] = {}
         if device:
             from advisors.alerting import device_config
+            from advisors.telemetry import store
 
+            known = store().devices()
+            latest = store().latest(device)
+            if device not in known and not latest["state"] and not latest["values"]:
+                names = ", ".join(sorted(known)[:10]) or "none yet"
+                raise CommandError(f"unknown device {device}: no agent has published under this id "
+                                   f"(devices reporting here: {names})")
             config = device_config(device)
+            values = latest["values"]
+            cpus = sorted({k.split('cpu="', 1)[1].split('"', 1)[0] for k in values
+                           if k.startswith("cpu_load_ratio{") and 'cpu="' in k})
+            if cpus:
+                config = {**config, "online_cpus": ",".join(c for c in cpus if c.isdigit())}
         if root or not device:
             path = Path(root or "/")
             if not path.is_dir():
@@ -63,13 +71,28 @@ class Command(BaseCommand):
             if not state:
                 source += ": no tuning state published yet"
         checks = run_checks(state, config, values)
+        failing = any(c["status"] == "fail" for c in checks)
         if opts["json"]:
             self.stdout.write(json.dumps(checks, indent=2, ensure_ascii=False, default=str))
-            return
-        self.stdout.write(f"ThoxDash doctor: {source}")
-        for c in checks:
-            self.stdout.write(f"  [{MARK[c['status']]}] {c['check']:<15} {short(c['value']):<46} "
-                              f"want {short(c['recommended'], 30)}")
-            self.stdout.write(f"         {c['evidence']}")
-        counts = {s: sum(c["status"] == s for c in checks) for s in MARK}
-        self.stdout.write("  " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        else:
+            self.stdout.write(render(checks, source))
+        if failing:  # scripts and CI can act on the exit code; the output says which check failed
+            sys.exit(1)
+
+
+def render(checks: list[dict[str, Any]], source: str) -> str:
+    """The checklist in words: one line per check (title, value, what it should be), the evidence under it."""
+    from advisors.recommend.words import check_title, describe, describe_recommended
+
+    lines = [f"ThoxDash doctor: {source}"]
+    for c in checks:
+        value = describe(c["check"], c.get("value"))
+        want = describe_recommended(c["check"], c.get("recommended"))
+        lines.append(f"  [{MARK[c['status']]}] {check_title(c['check'])} ({c['check']}): {value}"
+                     + ("" if c["status"] == "ok" else f"; want {want}"))
+        lines.append(f"         read from {c['evidence']}")
+    counts = {s: sum(c["status"] == s for c in checks) for s in MARK}
+    lines.append("  " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    if counts["fail"]:
+        lines.append("  exit status 1: at least one check fails")
+    return "\n".join(lines)

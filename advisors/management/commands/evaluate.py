@@ -14,7 +14,7 @@ class Command(BaseCommand):
     help = "Run every detection rule over a recording in virtual time and print the alerts."
 
     def add_arguments(self, parser):
-        parser.add_argument("file")
+        parser.add_argument("file", help="a recording (JSONL), a tegrastats log or a Jetson power CSV")
         parser.add_argument("--config", help="JSON file with a device config (overrides the recording's)")
         parser.add_argument("--json", action="store_true", help="print a JSON list")
         parser.add_argument("--step", type=float, default=1.0, help="evaluation step in seconds")
@@ -23,7 +23,15 @@ class Command(BaseCommand):
         try:
             recording = load(opts["file"])
         except RecordingError as exc:
-            raise CommandError(str(exc)) from None
+            from collectors.importers.auto import load_any
+
+            imported = load_any(opts["file"])
+            if imported is None:
+                raise CommandError(f"{exc} (a recording is JSONL written by `python -m collectors record`; "
+                                   "tegrastats logs and Jetson power CSVs are imported as they are)") from None
+            recording, kind = imported
+            if not opts["json"]:
+                self.stdout.write(f"imported {len(recording.records)} samples from {opts['file']} ({kind})")
         config = None
         if opts.get("config"):
             try:
@@ -40,5 +48,29 @@ class Command(BaseCommand):
         if not alerts:
             self.stdout.write("no alerts")
         for alert in alerts:
-            end = "still firing" if alert["ends_at"] is None else f"until {alert['ends_at']}"
-            self.stdout.write(f"[{alert['severity']}] {alert['rule']} {alert['labels']} from {alert['starts_at']} {end}: {alert['summary']}")
+            self.stdout.write(alert_line(alert))
+
+
+def local_time(ts: object) -> str:
+    """An epoch (or ISO) time as local wall-clock time with its zone, e.g. 2026-11-29 12:06:10 PST."""
+    from datetime import datetime
+
+    try:
+        when = datetime.fromtimestamp(float(ts)).astimezone() if not isinstance(ts, str) else \
+            datetime.fromisoformat(ts).astimezone()
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(ts)
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def alert_line(alert: dict) -> str:
+    """One alert in words: severity, rule, what it concerns, when, and its summary."""
+    labels = alert.get("labels") or {}
+    about = ", ".join(f"{k} {v}" for k, v in sorted(labels.items()))
+    start = local_time(alert.get("starts_at"))
+    if alert.get("ends_at") is None:
+        when = f"from {start}, still firing at the end"
+    else:
+        when = f"from {start} until {local_time(alert['ends_at']).rsplit(' ', 1)[0][11:]}"
+    return (f"{str(alert.get('severity', '')).upper():<8} {alert.get('rule')}"
+            + (f" ({about})" if about else "") + f" {when}: {alert.get('summary', '')}")

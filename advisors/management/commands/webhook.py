@@ -1,9 +1,11 @@
-"""`manage.py webhook add URL --format alertmanager|slack|json [--secret S] [--min-severity warning]`,
+"""`manage.py webhook add URL --format alertmanager|slack|json|alertmanager-api [--secret S]
+[--min-severity warning]` (formats: advisors.notify.NOTIFIERS; alertmanager-api pushes to URL/api/v2/alerts),
 `webhook list [--json]`, `webhook test ID`, `webhook enable ID`, `webhook remove ID`."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -48,14 +50,19 @@ class Command(BaseCommand):
                           f"{', signed' if hook.secret else ''})")
 
     def do_list(self, opts) -> None:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for hook in Webhook.objects.order_by("id"):
             last = hook.deliveries.order_by("-created_at").first()
+            backlog = hook.deliveries.filter(kind="alert", status__in=["pending", "retrying", "sending"]).order_by("pk")
+            oldest = backlog.first()
             rows.append({"id": hook.pk, "url": hook.url, "format": hook.format, "min_severity": hook.min_severity,
                          "signed": bool(hook.secret), "enabled": hook.enabled, "disabled_reason": hook.disabled_reason,
                          "last_delivery": None if last is None else {
                              "status": last.status, "attempts": last.attempts, "http_status": last.http_status,
-                             "error": last.error, "duration_ms": last.duration_ms}})
+                             "error": last.error, "duration_ms": last.duration_ms},
+                         # undelivered notifications, sent in order: the oldest goes first
+                         "backlog": {"count": backlog.count(), "oldest": None if oldest is None else {
+                             "status": oldest.status, "attempts": oldest.attempts, "error": oldest.error}}})
         if opts["json"]:
             self.stdout.write(json.dumps(rows, indent=2))
             return
@@ -66,10 +73,14 @@ class Command(BaseCommand):
             last = r["last_delivery"]
             tail = "" if last is None else f"; last delivery {last['status']} after {last['attempts']} attempt(s)" + (
                 f": {last['error']}" if last["error"] else "")
+            oldest = r["backlog"]["oldest"]
+            if r["backlog"]["count"] > 1 and oldest is not None:
+                tail += (f"; {r['backlog']['count']} undelivered, oldest {oldest['status']} after "
+                         f"{oldest['attempts']} attempt(s)" + (f": {oldest['error']}" if oldest["error"] else ""))
             self.stdout.write(f"{r['id']}  {r['format']:<12} {r['min_severity']:<8} {r['url']}  {state}{tail}")
 
     def do_test(self, opts) -> None:
-        from advisors.notify import send_test
+        from advisors.notify.sender import send_test
 
         delivery = send_test(self._hook(opts["id"]))
         if delivery.status != "sent":
