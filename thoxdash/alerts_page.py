@@ -27,7 +27,7 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
     down = stale_devices()
     for alert in firing:
         alert.silence = alert.silenced_by(silences)
-        alert.stale = alert.device in down and alert.rule != "device_down"  # last known, not current
+        alert.stale = alert.device in down and alert.rule != "device_down"  # type: ignore[attr-defined]
     history = Alert.objects.exclude(state=Alert.FIRING)
     if device:
         history = history.filter(device=device)

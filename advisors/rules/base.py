@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -41,11 +42,14 @@ def fmt_bytes(value: float) -> str:
     return f"{value / MIB:.0f} MiB"
 
 
-def emits(*names: str):  # noqa: ANN201  (decorator)
+RuleFn = TypeVar("RuleFn", bound=Callable[..., Any])
+
+
+def emits(*names: str) -> Callable[[RuleFn], RuleFn]:
     """Declare the alert names a rule function can return (RULE_NAMES is derived from these)."""
 
-    def mark(fn):  # noqa: ANN001, ANN202
-        fn.names = names
+    def mark(fn: RuleFn) -> RuleFn:
+        fn.names = names  # type: ignore[attr-defined]
         return fn
 
     return mark

@@ -116,10 +116,10 @@ def thermal_throttling(window: Window, config: dict[str, Any], active: set[str])
                            f"{zone} at {temp:.1f} °C, {where}{clocks}", temp))
     reasons = _nvml_thermal(window)
     if reasons and not any(f.labels["zone"].lower().startswith("gpu") for f in out):
-        temp = window.last('temperature_celsius{zone="gpu"}')
-        at = f" at {temp:.0f} °C" if temp is not None else ""
+        gpu_temp = window.last('temperature_celsius{zone="gpu"}')
+        at = f" at {gpu_temp:.0f} °C" if gpu_temp is not None else ""
         out.append(Finding("thermal_throttling", "warning", {"zone": "gpu"},
-                           f"GPU{at} slows its clocks for heat (NVML: {', '.join(reasons)})", temp))
+                           f"GPU{at} slows its clocks for heat (NVML: {', '.join(reasons)})", gpu_temp))
     return out
 
 

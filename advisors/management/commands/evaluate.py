@@ -56,8 +56,12 @@ def local_time(ts: object) -> str:
     from datetime import datetime
 
     try:
-        when = datetime.fromtimestamp(float(ts)).astimezone() if not isinstance(ts, str) else \
-            datetime.fromisoformat(ts).astimezone()
+        if isinstance(ts, str):
+            when = datetime.fromisoformat(ts).astimezone()
+        elif isinstance(ts, (int, float)):
+            when = datetime.fromtimestamp(float(ts)).astimezone()
+        else:
+            return str(ts)
     except (TypeError, ValueError, OverflowError, OSError):
         return str(ts)
     return when.strftime("%Y-%m-%d %H:%M:%S %Z")
