@@ -95,7 +95,7 @@ class Agent:
             records.append(self._status_record(now))
         if self.device_state and now - self._state_at >= STATE_EVERY_S:  # its config, once a minute
             self._state_at = now
-            records.append({"ts": now, "source": "agent", "state": self.device_state})
+            records.append({"ts": now, "source": "device_config", "state": self.device_state})
         return records
 
     def _status_due(self, now: float) -> bool:
