@@ -116,7 +116,13 @@ def resolve(device: Any, override: Any = None, *, board: Any = None,
     own). `thresholds` are deployment defaults under both (e.g. THOXDASH_STALE_AFTER_S); `board`
     (the registration/recording header's board) picks default thermal trip points."""
     out = clean(device)
-    for key, value in clean(override).items():
+    over = clean(override)
+    # Settings keep throttle points and `for` inside its thresholds: they override per key too
+    for key in ("throttle_celsius", "for_s"):
+        nested = (over.get("thresholds") or {}).get(key)
+        if isinstance(nested, dict):
+            over[key] = {**nested, **(over.get(key) or {})}
+    for key, value in over.items():
         if key in _DICT_FIELDS:
             out[key] = {**(out.get(key) or {}), **value}
         elif key in _LIST_FIELDS:

@@ -144,3 +144,10 @@ def test_transitions_is_the_lifecycle():
     down = Finding("device_down", "critical", {}, "silent")
     plan = transitions({fp: A("swap_in_use")}, [down, Finding("oom_kill", "critical", {}, "x")], 20.0)
     assert [x.rule for _, x in plan.fire] == ["device_down"] and plan.resolve == []
+
+
+def test_settings_thresholds_override_throttle_points_and_for_per_key():
+    device = {"throttle_celsius": {"gpu": 95.0, "cpu": 96.0}, "for_s": {"thermal_throttling": 10}}
+    cfg = resolve(device, {"thresholds": {"throttle_celsius": {"gpu": 90.0}, "for_s": {"swap_in_use": 5}}})
+    assert cfg["throttle_celsius"] == {"gpu": 90.0, "cpu": 96.0}
+    assert cfg["for_s"]["thermal_throttling"] == 10 and cfg["for_s"]["swap_in_use"] == 5
