@@ -36,7 +36,7 @@ def firing_alert(device: str = "orin-1", rule: str = "runtime_memory_over_ceilin
                  labels: dict | None = None) -> Alert:
     return Alert.objects.create(device=device, rule=rule, severity=severity, labels=labels or {"runtime": "ollama"},
                                 fingerprint=f"fp-{device}-{rule}-{Alert.objects.count()}",
-                                summary="ollama uses 5.62 GB, over its 5.50 GB ceiling", starts_at=timezone.now())
+                                summary="ollama uses 5.23 GiB, over its 5.12 GiB ceiling", starts_at=timezone.now())
 
 
 def one_delivery(hook: Webhook, alert: Alert) -> Delivery:

@@ -101,6 +101,8 @@ def thermal_throttling(window: Window, config: dict[str, Any], active: set[str])
             clocks = (f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} "
                       f"from {peak_hz / 1e6:.0f} MHz")
         if limit is None:
+            if window.last("gpu_throttle_active") is not None:
+                continue  # a discrete GPU: NVML's own throttle reasons decide (below), not the evidence
             why = _busy(window, t) if fall else ""
             if not why and not firing:
                 continue
