@@ -117,6 +117,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from collectors.agent import Agent, default_sources
     from collectors.board import describe
+    from collectors.device_config import agent_state
     from collectors.recording import dumps
 
     root = Path(args.root)
@@ -126,8 +127,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     count = 0
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     with out:
+        own = agent_state(root, agent.sources, agent.board)  # the device's config travels with it
         out.write(dumps({"thoxdash_recording": 1, "device": agent.device, "board": agent.board,
-                         "notes": "recorded by python -m collectors record"}) + "\n")
+                         "config": own["config"], "notes": "recorded by python -m collectors record"}) + "\n")
         while not stop.is_set() and (end is None or time.time() < end):
             for record in agent.collect_due(time.time()):
                 out.write(dumps(record) + "\n")

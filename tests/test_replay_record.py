@@ -14,6 +14,7 @@ def test_record_then_replay_round_trips(tmp_path, store):
     assert proc.returncode == 0, proc.stderr
     recording = load(out)
     assert recording.header["thoxdash_recording"] == 1
+    assert isinstance(recording.header["config"], dict)  # the device's own config, for evaluate
     assert len([r for r in recording.records if r["source"] == "host"]) >= 3
 
     sent = replay(recording, store, "replayed", speed=0)
