@@ -80,7 +80,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         if existing is not None:
             if (existing.device, existing.action, existing.params) != (device, action, clean):
                 raise ActionError(f"request_id {request_id} was already used for a different request")
-            existing.existing = True
+            existing.existing = True  # type: ignore[attr-defined]  # tells the API this is a retry
             return existing
     if not settings.AGENT_KEY:
         raise ActionError("THOXDASH_AGENT_KEY is not set on the server: actions cannot be signed")

@@ -86,8 +86,9 @@ def records_for(req: dict[str, Any], now: float) -> list[dict[str, Any]]:
     values: dict[str, float] = {series_key("canary_up", **labels): 1.0 if ok else 0.0}
     if ok and isinstance(tps, (int, float)):
         values[series_key("canary_decode_tokens_per_second", **labels)] = float(tps)
-        if isinstance(req.get("ttft_s"), (int, float)):
-            values[series_key("canary_ttft_seconds", **labels)] = float(req["ttft_s"])
+        ttft = req.get("ttft_s")
+        if isinstance(ttft, (int, float)):
+            values[series_key("canary_ttft_seconds", **labels)] = float(ttft)
     elif "error" not in req:
         req["error"] = "no tokens generated"
     return [{"ts": now, "source": "canary", "request": req},

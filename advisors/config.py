@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from collectors.runtimes import default_ceilings
+from collectors.runtimes import default_ceilings, get_kind
 from collectors.text import is_uint
 
 DEFAULT_CEILINGS_BYTES = {kind: int(ceiling) for kind, ceiling in default_ceilings().items()}  # the registry
@@ -136,17 +136,23 @@ def resolve(device: Any, override: Any = None, *, board: Any = None,
     return merged(out)
 
 
+def default_priority(kind: Any) -> str:
+    """A runtime kind's default priority (the registry's), "background" for kinds it does not know."""
+    found = get_kind(kind) if isinstance(kind, str) else None
+    return found.default_priority if found is not None else "background"
+
+
 def merged(config: dict[str, Any] | None) -> dict[str, Any]:
     """Defaults overlaid with one config. Never mutates its input (prefer `resolve`)."""
     config = copy.deepcopy(config or {})
     thresholds = {**DEFAULT_THRESHOLDS, **(config.get("thresholds") or {})}
     runtimes = config.get("runtimes")
     if not runtimes:
-        runtimes = [{"name": name, "kind": name, "ceiling_bytes": ceiling, "priority": "background"}
+        runtimes = [{"name": name, "kind": name, "ceiling_bytes": ceiling, "priority": default_priority(name)}
                     for name, ceiling in DEFAULT_CEILINGS_BYTES.items()]
     for runtime in runtimes:
         runtime.setdefault("kind", runtime.get("name"))
-        runtime.setdefault("priority", "background")
+        runtime.setdefault("priority", default_priority(runtime.get("kind")))
         if runtime.get("ceiling_bytes") is None and runtime.get("kind") in DEFAULT_CEILINGS_BYTES:
             runtime["ceiling_bytes"] = DEFAULT_CEILINGS_BYTES[runtime["kind"]]
     return {**config, "thresholds": thresholds, "runtimes": runtimes, "slos": config.get("slos") or [],

@@ -9,12 +9,17 @@ Each trial writes a runtime memory sample over its ceiling for one device straig
 (as the agent does) and measures the time until the signed Alertmanager webhook for that breach
 arrives; then it writes a normal sample and waits for the resolution.
 
+With --alertmanager, a real Alertmanager (Debian's prometheus-alertmanager) also gets the alerts
+through an `alertmanager-api` webhook, and each trial also measures the time until the alert is
+listed by its GET /api/v2/alerts (polled every 50 ms), and until it is gone from it on resolve.
+
 Device-silent trials: `--silent` devices send 1 Hz agent status records and stop one after
 another (0.37 s apart, so they land at different phases of the beat second); each one's time from
 its last sample to its device_down webhook is measured. Its floor is THOXDASH_STALE_AFTER_S (the
 silence that defines "down"), printed beside it as the peer; what the pipeline adds is the rest.
 
-    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10] [--silent 20] [--stale-after 15]
+    .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10] [--alertmanager]
+                                            [--silent 20] [--stale-after 15]
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from bench.stack import start  # noqa: E402
 from collectors.store import TelemetryStore, connect  # noqa: E402
 from tests.receiver import Receiver  # noqa: E402
 
+ALERT = "runtime_memory_over_ceiling"
+
 KEY = 'runtime_memory_bytes{runtime="ollama"}'
 
 
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--devices", type=int, default=10, help="background fleet size")
+    ap.add_argument("--alertmanager", action="store_true", help="also push to a real Alertmanager and time it")
     ap.add_argument("--silent", type=int, default=20, help="device-silent trials (0: none)")
     ap.add_argument("--stale-after", type=float, default=15.0, help="THOXDASH_STALE_AFTER_S of the stack")
     args = ap.parse_args(argv)
@@ -68,7 +76,27 @@ def main(argv: list[str] | None = None) -> int:
 
     latencies: list[float] = []
     resolve: list[float] = []
+    am_fire: list[float] = []
+    am_resolve: list[float] = []
+    silent: list[float] = []
+    am = None
     try:
+        if args.alertmanager:
+            import tempfile
+
+            from tests.alertmanager import Alertmanager
+
+            am = Alertmanager(Path(tempfile.mkdtemp(prefix="thoxdash-bench-am-"))).__enter__()
+            stack.manage("webhook", "add", am.url, "--format", "alertmanager-api")
+
+        def am_wait(present: bool, since: float) -> float:
+            assert am is not None
+            while time.time() - since < 30:
+                if bool(am.alerts(alertname=ALERT, device="lat-probe")) == present:
+                    return time.time() - since
+                time.sleep(0.05)
+            raise TimeoutError(f"alertmanager: alert {'never listed' if present else 'still listed'}")
+
         with Receiver(secret="bench-secret") as rx:
             stack.manage("webhook", "add", rx.url, "--format", "alertmanager", "--secret", "bench-secret")
             threading.Thread(target=background, daemon=True).start()
@@ -84,15 +112,21 @@ def main(argv: list[str] | None = None) -> int:
                 got = rx.wait_for(seen + 1, timeout_s=30)[seen]
                 assert got.signature_ok and got.json["status"] == "firing", got.json
                 latencies.append(got.at - t0)
+                if am is not None:
+                    am_fire.append(am_wait(True, t0))
                 t1 = time.time()
                 store.publish(device, [{"ts": t1, "source": "bench", "values": {KEY: 3.0e9}}])
                 got = rx.wait_for(seen + 2, timeout_s=30)[seen + 1]
                 assert got.json["status"] == "resolved", [(r.at, r.json["status"], [
                     (a["labels"]["alertname"], a["status"]) for a in r.json["alerts"]]) for r in rx.received[-4:]]
                 resolve.append(got.at - t1)
+                if am is not None:
+                    am_resolve.append(am_wait(False, t1))
             silent = silent_trials(store, rx, args.silent, args.stale_after) if args.silent else []
     finally:
         stop.set()
+        if am is not None:
+            am.__exit__()
         stack.stop()
         store.delete_prefix()
     ms = [x * 1000 for x in latencies]
@@ -102,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  fire:    p50 {statistics.median(ms):.0f} ms  p99 {pct(ms, 0.99):.0f} ms  max {max(ms):.0f} ms")
     print(f"  resolve: p50 {statistics.median(rs):.0f} ms  p99 {pct(rs, 0.99):.0f} ms  max {max(rs):.0f} ms")
     print(f"  within 2 s: {sum(1 for x in ms if x <= 2000)}/{len(ms)}")
+    if am_fire:
+        af, ar = [x * 1000 for x in am_fire], [x * 1000 for x in am_resolve]
+        print("breach -> listed by a real Alertmanager's GET /api/v2/alerts (alertmanager-api), same trials:")
+        print(f"  fire:    p50 {statistics.median(af):.0f} ms  p99 {pct(af, 0.99):.0f} ms  max {max(af):.0f} ms")
+        print(f"  resolve: p50 {statistics.median(ar):.0f} ms  p99 {pct(ar, 0.99):.0f} ms  max {max(ar):.0f} ms")
     if silent:
         over = [x - args.stale_after for x in silent]
         print(f"device silent -> device_down webhook, {len(silent)} devices stopping 0.37 s apart "
@@ -148,6 +187,7 @@ def silent_trials(store: TelemetryStore, rx: Receiver, count: int, stale_after: 
                         and device in last and device not in arrived):
                     arrived[device] = got.at
     return [arrived[d] - last[d] for d in devices if d in arrived]
+
 
 
 if __name__ == "__main__":

@@ -221,12 +221,21 @@ def part2(outage_s: float, alerts: int) -> None:
             wait_for(lambda: len(set(firing(down))) >= alerts, 600, "the backlog", every=0.2)
         drained = time.time() - back
         got = firing(down)
-        up_firing = firing(up)
+        up_delays = sorted(at - fired[b["device"]] for b, at in zip(up.bodies, up.arrivals, strict=True)
+                           if b.get("status") == "firing" and b.get("device") in fired)
+
+        def kinds(rx: Receiver) -> str:
+            counts: dict[str, int] = {}
+            for b in rx.bodies:
+                counts[str(b.get("status"))] = counts.get(str(b.get("status")), 0) + 1
+            return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
         print(f"\n## webhooks over a {outage_s:g} s receiver outage, {alerts} alerts fired during it\n")
-        print(f"- returning receiver: {len(set(got))} of {alerts} firing notifications "
-              f"({len(got)} POSTs), all within {drained:.1f} s of its return; order "
-              f"{'kept' if got == sorted(got) else 'NOT kept: ' + ', '.join(got)}")
-        print(f"- healthy receiver (peer): {len(set(up_firing))} of {alerts}, each as it fired")
+        print(f"- returning receiver: {len(set(got))} of {alerts} firing notifications, all within {drained:.1f} s "
+              f"of its return; order {'kept' if got == sorted(got) else 'NOT kept: ' + ', '.join(got)}; "
+              f"every POST: {kinds(down)}")
+        print(f"- healthy receiver (peer): {len(set(firing(up)))} of {alerts} firing, breach-to-POST "
+              f"{up_delays[len(up_delays) // 2]:.1f} s median, {up_delays[-1]:.1f} s max; every POST: {kinds(up)}")
         print("- before the return, `webhook list` said:\n\n    " + attempts.replace("\n", "\n    "))
     finally:
         up.stop()

@@ -1,10 +1,17 @@
 """Added latency of the ThoxDash latency proxy vs nginx, in front of the same upstream.
 
-    .venv/bin/python -m bench.proxy_latency [--requests 500] [--rounds 3] [--runs 1] [--gap-ms 5] [--redis URL]
+    .venv/bin/python -m bench.proxy_latency [--requests 500] [--rounds 3] [--runs 1] [--gap-ms 5]
+        [--chunks 3|10,160] [--fresh] [--compare ENV=VALUE] [--baseline DIR] [--redis URL]
+
+Long streams like real LLM answers, a fresh connection per request, before/after in one run:
+    git archive <old commit> | tar -x -C /tmp/old
+    .venv/bin/python -m bench.proxy_latency --concurrency 1 --chunks 10,160 --gap-ms 2 --fresh \
+        --requests 30 --runs 3 --baseline /tmp/old
 
 Starts, on free loopback ports:
   - a minimal streaming upstream (Ollama-style NDJSON over chunked HTTP/1.1: a first chunk with
-    output at once, then `--chunks` more `--gap-ms` apart, then the final timing chunk),
+    output at once, then `--chunks` more `--gap-ms` apart, then the final timing chunk; the
+    request's `?chunks=N` picks N, so one upstream serves every chunk count),
   - nginx (Debian's nginx-light) as a streaming reverse proxy (proxy_buffering off, upstream
     keepalive) with a private config in a temp dir,
   - `python -m collectors proxy` (publishing its records to Redis as in production),
@@ -431,7 +438,8 @@ def report(
             out[f"{name} cpu us"] = cpu[name] / len(vals) * 1e6
             out[f"{name} loop cpu us"] = loop_cpu[name] / len(vals) * 1e6
             row += (
-                f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f} {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
+                f" | {(pct(total, 0.5) - pct(b_total, 0.5)) * ms:9.3f}"
+                f" {(pct(total, 0.99) - pct(b_total, 0.99)) * ms:9.3f}"
                 f" {(pct(ttft, 0.5) - pct(b_ttft, 0.5)) * ms:9.3f} {(pct(ttft, 0.99) - pct(b_ttft, 0.99)) * ms:9.3f}"
             )
         print(row)

@@ -8,7 +8,9 @@ publishes there under its own key prefix, deleted afterwards). Prints:
      answers of 300, 2 and 1 tokens (same request, same run);
   2. the agent's decode speed per tick while the server is busy: the runtimes source's
      `llamacpp:predicted_tokens_seconds` and the latency scrape's decode series, both reading
-     `/metrics` in the same tick (as the agent runs them), beside the server's own per-request speed;
+     `/metrics` in the same tick (as the agent runs them), beside the server's own figure for the
+     requests finished in that tick (sum of decode steps / sum of predicted_ms); then the same with
+     each source reading /metrics itself, as before the fix (the peer in the same run);
   3. a server with `--sleep-idle-seconds 2` and the agent polling it every tick: asleep or awake.
 """
 
@@ -18,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import tempfile
 import threading
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from collectors.proxy.series import DECODE_TPS
 from collectors.sources.latency_scrape import LatencyScrapeSource
+from collectors.sources.registry import interval_for
 from collectors.sources.runtimes import RuntimeSource
 from collectors.store import TelemetryStore, connect
 from tests.proxy_helpers import client, records_in_store, start_proxy
@@ -56,40 +58,42 @@ async def proxy_vs_server(srv: LlamaServer, store: TelemetryStore) -> None:
         await running.stop()
 
 
-def busy_ticks(srv: LlamaServer, ticks: int, tmp: Path) -> None:
+def busy_ticks(srv: LlamaServer, ticks: int, tmp: Path, tick_s: float, shared: bool = True) -> None:
     cfg = tmp / "runtimes.json"
     cfg.write_text(json.dumps({"runtimes": [{"name": "bench", "kind": "llamacpp", "url": srv.url}],
                                "defaults": False}))
     runtimes = RuntimeSource(root=Path("/"), config_path=str(cfg))
     scrape = LatencyScrapeSource(url=srv.url, kind="llamacpp", runtime="bench")
     stop = threading.Event()
-    speeds: list[float] = []
+    done: list[tuple[int, float]] = []  # (decode steps, predicted_ms) of each finished request
 
     def load() -> None:  # two clients back to back, answers of 48 tokens
         while not stop.is_set():
             status, body = srv.chat(max_tokens=48)
             if status == 200:
-                speeds.append(body["timings"]["predicted_per_second"])
+                done.append((body["timings"]["predicted_n"] - 1, body["timings"]["predicted_ms"]))
 
     workers = [threading.Thread(target=load, daemon=True) for _ in range(2)]
-    print(f"\n2. agent decode tok/s per busy tick ({ticks} ticks of 1 s, 2 clients generating)")
-    print(f"{'tick':>5} {'runtimes src':>13} {'scrape':>10} {'server (median of requests)':>28}")
+    how = "one shared /metrics read per tick" if shared else "each source reading /metrics itself (before the fix)"
+    print(f"\n2. agent decode tok/s per busy tick ({ticks} ticks of {tick_s:g} s, 2 clients generating; {how})")
+    print(f"{'tick':>5} {'runtimes src':>13} {'scrape':>10} {'server: steps/ms of the requests done':>38}")
     for w in workers:
         w.start()
-    nonzero = 0
+    nonzero = last = before = 0
     try:
         for tick in range(ticks + 1):
-            before = len(speeds)
+            last, before = before, len(done)
             now = time.time()
-            s = scrape.collect(now)[0]["values"]
+            s = scrape.collect(now if shared else now - 1e-3)[0]["values"]  # another tick: its own read
             r = runtimes.collect(now)[0]["values"]
             if tick:
                 gauge = r.get("llamacpp:predicted_tokens_seconds")
                 dec = s.get(f'{DECODE_TPS}{{model="{ALIAS}",runtime="bench"}}')
-                server = statistics.median(speeds[before - 8:before]) if before else None
+                finished = done[last:before]
+                server = (sum(n for n, _ in finished) / sum(ms for _, ms in finished) * 1000) if finished else None
                 nonzero += bool(gauge) and bool(dec)
-                print(f"{tick:>5} {gauge or 0:>13.0f} {dec or 0:>10.0f} {server or 0:>28.0f}")
-            time.sleep(1.0)
+                print(f"{tick:>5} {gauge or 0:>13.0f} {dec or 0:>10.0f} {server or 0:>38.0f}")
+            time.sleep(tick_s)
     finally:
         stop.set()
         for w in workers:
@@ -119,6 +123,10 @@ def sleeping(model: Path, ticks: int, tmp: Path) -> None:
                 print(f"{tick:>5} {str(srv.get('/props')[1].get('is_sleeping')):>12} {says:>22} "
                       f"{srv.rss_bytes() / 2**20:>15.1f}")
                 time.sleep(1.0)
+            srv.get("/slots")  # what the runtimes source polled every tick before the fix
+            time.sleep(1.0)
+            print(f"{'peer':>5} {str(srv.get('/props')[1].get('is_sleeping')):>12} {'(one GET /slots)':>22} "
+                  f"{srv.rss_bytes() / 2**20:>15.1f}")
         finally:
             runtimes.close()
             scrape.close()
@@ -127,6 +135,8 @@ def sleeping(model: Path, ticks: int, tmp: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ticks", type=int, default=8)
+    ap.add_argument("--tick-s", type=float, default=interval_for("runtimes"),
+                    help="seconds between agent ticks (default: the runtimes source's interval)")
     ap.add_argument("--sleep-ticks", type=int, default=6)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-llama-"))
@@ -136,7 +146,8 @@ def main() -> None:
     try:
         with LlamaServer(model, log_dir=tmp) as srv:
             asyncio.run(proxy_vs_server(srv, store))
-            busy_ticks(srv, args.ticks, tmp)
+            busy_ticks(srv, args.ticks, tmp, args.tick_s)
+            busy_ticks(srv, max(2, args.ticks // 2), tmp, args.tick_s, shared=False)
         sleeping(model, args.sleep_ticks, tmp)
     finally:
         store.delete_prefix()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from collectors import redis_version
 from collectors.runtimes import kind_names
@@ -165,8 +166,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_executor(recording, store: TelemetryStore, device: str, root: Path,
-                   stop: threading.Event, ollama) -> threading.Thread:
+def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Path,
+                   stop: threading.Event, ollama: Any) -> threading.Thread:
     """Make a replayed device act: build the throwaway tree under `root`, execute the device's
     signed actions there (the agent's own executor) and publish the tuning state read from the tree
     in place of the recording's, so an Apply shows up on the checklist and Undo takes it back.

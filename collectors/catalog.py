@@ -10,8 +10,8 @@ the few a runtime client derives under its kind's prefix, e.g. `ollama_loaded_mo
 runtimes source passes through, are not listed: collectors/runtimes/ owns those.
 
 Sources named here: host, jtop, tegra_sysfs, tegrastats, nvml, cgroup, irq, runtimes,
-latency_scrape, proxy, agent; `dashboard` marks series the server derives from the requests stream
-(never stored by a device).
+latency_scrape, proxy, agent; `canary` is the server's periodic test request (advisors/canary.py);
+`dashboard` marks series the server derives from the requests stream (never stored by a device).
 """
 
 from __future__ import annotations
@@ -175,6 +175,9 @@ METRICS = (
     Metric("requests_total", "1", "Requests the runtime finished.", ("latency_scrape",), labels=RM, type="counter"),
     Metric("latency_scrape_up", "1", "1 while the runtime's metrics endpoint answers.", ("latency_scrape",),
            labels=("runtime",)),
+    Metric("canary_up", "1", "1 while the canary request to the runtime succeeded.", ("canary",), labels=RM),
+    Metric("canary_decode_tokens_per_second", "1/s", "Decode speed of the canary request.", ("canary",), labels=RM),
+    Metric("canary_ttft_seconds", "seconds", "Time to first token of the canary request.", ("canary",), labels=RM),
     # -- derived on the server from the requests stream ------------------------------------------
     Metric("request_latency_p50_seconds", "seconds", "Median request duration per time bucket.", ("dashboard",),
            labels=RM, chart="chart-latency"),

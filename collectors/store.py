@@ -1,10 +1,12 @@
-"""The Redis telemetry store: the one place that names, writes and reads the device streams.
+"""The Redis telemetry store: writes and reads the device streams; with its sibling modules the only
+code that touches Redis.
 
-The agent, the proxy, replay, the Celery rules and the websocket consumers all go through here.
-
-Every key is named in collectors/keys.py; record shapes are checked by collectors/entries.py (on
-ingest and on every read), and the small repositories of collectors/repos.py (rule memos, the
-action queue and log, locks) sit on the same client.
+The agent, the proxy, replay, the Celery rules and the web side go through `TelemetryStore`; the
+websocket consumer through `collectors/store_async.py`. Every key is named in collectors/keys.py;
+record shapes are checked by collectors/entries.py (on ingest and on every read); the small
+repositories of collectors/repos.py (rule memos, the action queue and log) sit on the same client,
+reached as `store.memos`, `store.action_queue(device)`, `store.action_log(device)`; named locks
+are `store.lock(name, ttl_s)`.
 
 Stream IDs carry the record's own timestamp (`<ms>-*`) so time ranges are XRANGE calls.
 Streams are capped with MAXLEN ~ (count) and, by the server's rollup pass, trimmed by age (XTRIM

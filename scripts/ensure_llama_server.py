@@ -46,11 +46,13 @@ CACHE = ROOT / ".run" / "llama-server"
 BUILD_TOOLS = {"cmake": "cmake", "c++": "g++", "make": "make"}
 # what a build of llama-server does not read: left out of --pack
 NOT_BUILT = ("models", "docs", "media", "tests", "examples", "pocs", "benches", "gguf-py", "conversion",
-             "skills", "ci", "app")
+             "skills", "ci")
 OFFLINE_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+    # the binary finds its shared libraries next to itself ($ORIGIN): the cache can be copied or moved
+    "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
 ]
 
 

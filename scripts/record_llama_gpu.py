@@ -155,7 +155,7 @@ async def amain(args: argparse.Namespace) -> int:
         server.terminate()
         server.wait(10)
     kept = proxy.records.kept or []
-    state = next((r["state"] for r in records if "gpu_name" in r.get("state", {})), {})
+    state: dict[str, Any] = next((r["state"] for r in records if "gpu_name" in r.get("state", {})), {})
     header = {"thoxdash_recording": 1, "device": agent.device,
               "board": {"kind": "dgpu", "gpu": state.get("gpu_name"), "driver": state.get("driver_version")},
               "notes": (f"Real telemetry on {state.get('gpu_name')}: llama.cpp llama-server (CUDA build, "

@@ -25,7 +25,9 @@ DEVICE="${THOXDASH_DEVICE:-$(hostname | tr -c 'A-Za-z0-9_.\n-' '-' | cut -c1-64)
 AGENT_ROOT="${THOXDASH_AGENT_ROOT:-/}"
 {
   echo "web: .venv/bin/daphne -b 127.0.0.1 -p $THOXDASH_PORT thoxdash.asgi:application"
-  echo "worker: .venv/bin/celery -A thoxdash worker -l warning --concurrency 2 --hostname thoxdash-worker-$THOXDASH_PORT@%h"
+  # no gossip/mingle/heartbeat: worker-to-worker chatter ThoxDash does not use, and the channels
+  # whose teardown races a lost broker connection (kombu: "NoneType has no attribute hostname")
+  echo "worker: .venv/bin/celery -A thoxdash worker -l warning --concurrency 2 --without-gossip --without-mingle --without-heartbeat --hostname thoxdash-worker-$THOXDASH_PORT@%h"
   echo "beat: .venv/bin/celery -A thoxdash beat -l warning"
   echo "agent: $PY -m collectors agent --device $DEVICE --root $AGENT_ROOT"
   if ! $PY -c "import sys; from pathlib import Path; from collectors.board import is_jetson; sys.exit(0 if is_jetson(Path(sys.argv[1])) else 1)" "$AGENT_ROOT"; then

@@ -29,7 +29,8 @@ TEST_DEPS = ["pytest>=8,<10", "pytest-asyncio>=0.24,<2", "pytest-timeout>=2.3,<3
 AGENT_TESTS = [
     "tests/test_agent.py", "tests/test_agent_resilience.py", "tests/test_sources_host.py",
     "tests/test_sources_jetson.py", "tests/test_sources_runtimes.py", "tests/test_cgroup.py",
-    "tests/test_tegrastats.py", "tests/test_text.py", "tests/test_store.py", "tests/test_irq_tuning.py",
+    "tests/test_tegrastats.py", "tests/test_tegra.py", "tests/test_text.py", "tests/test_store.py",
+    "tests/test_irq_tuning.py",
     "tests/test_runtimes_clients.py", "tests/test_actions_runtime.py", "tests/test_proxy.py",
     "tests/test_proxy_admission.py", "tests/test_proxy_fastpath.py", "tests/test_proxy_framing.py",
     "tests/test_proxy_outage.py", "tests/test_redis_version.py",

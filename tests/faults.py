@@ -84,6 +84,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.arrivals: list[float] = []  # time.time() of each body, same order as `bodies`
         self._httpd: ThreadingHTTPServer | None = None
 
     def start(self) -> Receiver:
@@ -100,6 +101,7 @@ class Receiver:
                 except ValueError:
                     owner.bodies.append({"raw": raw.decode(errors="replace")})
                 owner.headers.append(dict(self.headers))
+                owner.arrivals.append(time.time())
                 if owner.delay_s:
                     time.sleep(owner.delay_s)
                 try:
@@ -194,6 +196,7 @@ class MakeRun:
                     "THOXDASH_PORT": str(self.port), "THOXDASH_ADMIN_PASSWORD": self.PASSWORD,
                     "THOXDASH_SECRET_KEY": "test-secret-key-for-the-fault-run-only-0123456789",
                     "THOXDASH_AGENT_KEY": self.KEY, "THOXDASH_METRICS_TOKEN": "fault-run-token",
+                    "THOXDASH_LIVE_PART_BYTES": "2048",  # snapshots in several parts, as a big device's
                     "THOXDASH_DEVICE": self.DEVICE, "THOXDASH_AGENT_ROOT": str(self.root),
                     "DJANGO_SETTINGS_MODULE": "thoxdash.settings", "PYTHONPATH": str(ROOT_DIR)}
         self.env.pop("PYTEST_CURRENT_TEST", None)

@@ -21,9 +21,10 @@ own source at a pinned commit (field names, status codes, error bodies, metric n
   return_perf_metrics) and 89fd9b74ab7ae753b4c6b3db25a400dca7ea54a0 tensorrt_llm/metrics/collector.py
   (request_success_total, e2e_request_latency_seconds, time_to_first_token_seconds,
   time_per_output_token_seconds, request_queue_time_seconds; labels model_name, engine_type).
-- llama.cpp: not a fake any more for behaviour (tests/test_real_llamacpp*.py run the real server);
-  `llamacpp_routes` serves recorded answers of llama-server b1-0c1e570 (the llama-cpp-python 0.3.36
-  sdist) for unit tests of parsing.
+- llama.cpp: the real server runs in tests/test_real_llamacpp*.py. `recorded_llamacpp_routes` serves
+  answers recorded from it (tests/fixtures/llamacpp/answers.json, build_info b1-0c1e570, made by
+  tests/record_llamacpp_answers.py); `llamacpp_routes` is a small state machine for router-mode
+  edge cases, its shapes corrected from those answers (slots, unload errors).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -207,6 +209,19 @@ def llamacpp_routes(state: LlamaState) -> dict[tuple[str, str], Handler]:
 
     return {("GET", "/health"): health, ("GET", "/slots"): slots, ("GET", "/models"): models,
             ("GET", "/metrics"): lambda r: text(200, LLAMACPP_METRICS), ("POST", "/models/unload"): unload}
+
+
+RECORDED_LLAMACPP = Path(__file__).parent / "fixtures" / "llamacpp" / "answers.json"
+
+
+def recorded_llamacpp_routes() -> dict[tuple[str, str], Handler]:
+    """The recorded answers of a real llama-server (the last one recorded per method and path)."""
+    answers = json.loads(RECORDED_LLAMACPP.read_text())["answers"]
+    routes: dict[tuple[str, str], Handler] = {}
+    for answer in answers:
+        reply = (answer["status"], answer["content_type"], answer["body"].encode())
+        routes.setdefault((answer["method"], answer["path"]), lambda r, reply=reply: reply)
+    return routes
 
 
 def triton_routes(models: dict[str, str]) -> dict[tuple[str, str], Handler]:

@@ -38,7 +38,8 @@ def test_http_request_is_executed_by_a_real_agent(stack, tmp_path):
                        json={"action": "irq_affinity", "params": {"irq": [24, 57], "cpus": "0-3"}})
         assert r.status_code == 202, r.text
         rid = r.json()["id"]
-        row = _wait(lambda: (x := httpx.get(f"{stack.url}/api/actions/{rid}", headers=auth).json())["state"] != "pending" and x)
+        row = _wait(lambda: (x := httpx.get(f"{stack.url}/api/actions/{rid}", headers=auth).json())["state"]
+                    != "pending" and x)
         assert row["state"] == "applied", row
         assert row["requested_by"] == "admin"
         assert {c["target"] for c in row["preview"]} == {"irq24", "irq57"}

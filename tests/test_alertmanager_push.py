@@ -115,3 +115,52 @@ def test_breach_fires_resends_and_resolves_in_real_alertmanager(live, tmp_path):
     kinds = {k for k, _, _ in rows}
     assert {"alert", "resend"} <= kinds
     assert all(status == "sent" and code == 200 for _, status, code in rows), rows
+
+
+@pytest.mark.django_db
+def test_settings_page_offers_every_format_and_adds_an_alertmanager_push(client, django_user_model):
+    from advisors.models import Webhook
+
+    staff = django_user_model.objects.create_user("am-staff", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    page = client.get("/settings/").content.decode()
+    for fmt in NOTIFIERS:
+        assert f'value="{fmt}"' in page, fmt
+    r = client.post("/settings/webhooks", {"op": "add", "url": "http://am.example:9093", "format": "alertmanager-api",
+                                           "min_severity": "warning", "secret": ""})
+    assert r.status_code == 302
+    hook = Webhook.objects.get(url="http://am.example:9093")
+    assert hook.format == "alertmanager-api"
+    assert NOTIFIERS[hook.format].endpoint(hook.url) == "http://am.example:9093/api/v2/alerts"
+
+
+@pytest.mark.django_db
+def test_resend_plans_one_row_per_tick_skips_silenced_and_prunes_old_sent(monkeypatch):
+    from datetime import timedelta
+
+    from advisors.models import Alert, Delivery, Silence, Webhook
+    from advisors.notify import alertmanager_resend
+
+    now = datetime(2026, 1, 1, 12, 0, 30, tzinfo=timezone.utc)
+    hook = Webhook.objects.create(url="http://127.0.0.1:9/", format="alertmanager-api", min_severity="warning")
+    Webhook.objects.create(url="http://127.0.0.1:9/", format="json")  # other formats are not re-sent
+    Alert.objects.create(device="d1", rule="swap_in_use", severity="warning", fingerprint="a" * 16,
+                         starts_at=now - timedelta(minutes=5), summary="swap")
+    Alert.objects.create(device="d2", rule="oom_kill", severity="critical", fingerprint="b" * 16,
+                         starts_at=now - timedelta(minutes=5), summary="oom")
+    Alert.objects.create(device="d3", rule="swap_in_use", severity="info", fingerprint="c" * 16,
+                         starts_at=now - timedelta(minutes=5), summary="below min severity")
+    Silence.objects.create(device="d2", expires_at=now + timedelta(hours=1))
+    old = Delivery.objects.create(webhook=hook, kind="resend", status=Delivery.SENT, payload=[],
+                                  idempotency_key="amresend:old")
+    Delivery.objects.filter(pk=old.pk).update(created_at=now - timedelta(hours=1))
+    monkeypatch.setattr(alertmanager_resend, "start_now", lambda pk: None)  # plan only: no HTTP here
+    first = alertmanager_resend.resend_firing(now)
+    again = alertmanager_resend.resend_firing(now + timedelta(seconds=10))  # same 60 s tick
+    later = alertmanager_resend.resend_firing(now + timedelta(seconds=60))
+    assert len(first) == 1 and again == [] and len(later) == 1
+    row = Delivery.objects.get(pk=first[0])
+    assert row.kind == "resend" and row.webhook_id == hook.pk
+    assert [a["labels"]["device"] for a in row.payload] == ["d1"]
+    assert row.payload[0]["endsAt"] == "2026-01-01T12:04:30Z"
+    assert not Delivery.objects.filter(pk=old.pk).exists()

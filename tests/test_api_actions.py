@@ -76,7 +76,8 @@ def test_non_staff_and_tokens_without_act_cannot_act(client, device):
     ok = post(client, url, body, HTTP_AUTHORIZATION=f"Bearer {boss_act}")
     assert ok.status_code == 202 and ok.json()["requested_by"] == "boss2"
     # a read token may still read recommendations and results
-    assert client.get(f"/api/devices/{name}/recommendations", HTTP_AUTHORIZATION=f"Bearer {read_only}").status_code == 200
+    answer = client.get(f"/api/devices/{name}/recommendations", HTTP_AUTHORIZATION=f"Bearer {read_only}")
+    assert answer.status_code == 200
     assert client.get(f"/api/actions/{ok.json()['id']}", HTTP_AUTHORIZATION=f"Bearer {read_only}").status_code == 200
 
 
@@ -121,7 +122,8 @@ def test_hostile_parameters_are_refused_before_anything_is_sent(client, device, 
 
 
 def test_unknown_device_and_missing_key(client, device, staff, settings):
-    assert post(client, "/api/devices/nosuch/actions", {"action": "thp", "params": {"mode": "never"}}).status_code == 404
+    missing = post(client, "/api/devices/nosuch/actions", {"action": "thp", "params": {"mode": "never"}})
+    assert missing.status_code == 404
     settings.AGENT_KEY = ""
     r = post(client, f"/api/devices/{device[0]}/actions", {"action": "thp", "params": {"mode": "never"}})
     assert r.status_code == 400 and "THOXDASH_AGENT_KEY" in r.json()["error"]

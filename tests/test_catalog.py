@@ -185,13 +185,13 @@ def test_agent_sources_on_a_jetson_tree_have_one_writer_per_name(tmp_path):
 
 
 def test_every_literal_series_name_in_the_code_is_catalogued():
-    """Static check over collectors/ and thoxdash/: the first argument of series_key/key1/known and
+    """Static check over collectors/, advisors/ and thoxdash/: the first argument of series_key/key1/known and
     the string keys stored into a `values`/`out` dict that look like metric names."""
     import ast
 
     suffixes = ("_bytes", "_ratio", "_hz", "_celsius", "_watts", "_seconds", "_total", "_up", "_rpm")
     found: dict[str, str] = {}
-    for package in ("collectors", "thoxdash"):
+    for package in ("collectors", "advisors", "thoxdash"):
         for path in (ROOT / package).rglob("*.py"):
             if "runtimes" in path.relative_to(ROOT).parts[:2]:
                 continue  # collectors/runtimes/: each runtime's own metrics, under its own names

@@ -79,7 +79,8 @@ http {{
 {site}
 }}
 """)
-    check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    check = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True,
+                           timeout=30)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -87,7 +88,8 @@ http {{
     try:
         for port in (first, second):
             wait_for(lambda p=port: _get(f"http://127.0.0.1:{p}/accounts/login/") == 200, 30, "both daphne processes")
-        wait_for(lambda: _get(base + "/accounts/login/", verify=ssl.create_default_context(cafile=str(certs["ca"]))) == 200, 20, "nginx over TLS")
+        trusted = ssl.create_default_context(cafile=str(certs["ca"]))
+        wait_for(lambda: _get(base + "/accounts/login/", verify=trusted) == 200, 20, "nginx over TLS")
         # HTTP redirects to HTTPS; static files come from nginx (collectstatic output).
         r = httpx.get(f"http://127.0.0.1:{http_port}/x", follow_redirects=False)
         assert r.status_code == 301 and r.headers["location"].startswith("https://")
@@ -169,9 +171,11 @@ def tls_redis(tmp_path):
     port = free_port()
     data = tmp_path / "data"
     data.mkdir()
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", str(DEPLOY / "redis" / "thoxdash.conf"),
+    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server",
+                             str(DEPLOY / "redis" / "thoxdash.conf"),
                              "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                             "--aclfile", str(acl), "--tls-cert-file", str(certs["crt"]), "--tls-key-file", str(certs["key"]),
+                             "--aclfile", str(acl), "--tls-cert-file", str(certs["crt"]),
+                             "--tls-key-file", str(certs["key"]),
                              "--tls-ca-cert-file", str(certs["ca"]), "--tls-auth-clients", "no", "--daemonize", "no"],
                             stdout=(tmp_path / "redis.log").open("w"), stderr=subprocess.STDOUT)
 
@@ -273,8 +277,9 @@ def test_stack_runs_as_the_acl_server_user(tmp_path):
     acl = _acl(tmp_path, "server-pw", "acl-dev", "device-pw")
     port = free_port()
     (tmp_path / "data").mkdir()
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", str(DEPLOY / "redis" / "thoxdash.conf"),
-                             "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path / "data"),
+    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server",
+                             str(DEPLOY / "redis" / "thoxdash.conf"), "--port", str(port), "--bind", "127.0.0.1",
+                             "--dir", str(tmp_path / "data"),
                              "--aclfile", str(acl), "--daemonize", "no"],
                             stdout=(tmp_path / "redis.log").open("w"), stderr=subprocess.STDOUT)
     url = f"redis://thoxdash:server-pw@127.0.0.1:{port}/0"
@@ -293,7 +298,8 @@ def test_stack_runs_as_the_acl_server_user(tmp_path):
         assert r.status_code == 200 and 'thoxdash_runtime_memory_bytes{device="acl-dev",runtime="ollama"}' in r.text
         stack.manage("shell", "-c", "from advisors.tasks import evaluate_device; evaluate_device.delay('acl-dev')")
         wait_for(lambda: "runtime_memory_over_ceiling" in stack.manage(
-            "shell", "-c", "from advisors.models import Alert; print(list(Alert.objects.values_list('rule', flat=True)))"),
+            "shell", "-c",
+            "from advisors.models import Alert; print(list(Alert.objects.values_list('rule', flat=True)))"),
             40, "the worker to fire through the ACL user")
         assert "NOPERM" not in stack.log("worker") + stack.log("daphne")
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -432,6 +433,9 @@ def test_bad_records_of_every_shape_leave_the_device_alerting_and_its_pages_up(o
     refused = [[1, 2], "text", {"ts": float("nan"), "source": "s", "values": {"x": 1}},
                {"ts": time.time(), "source": "s", "values": {"gpu_load_ratio": float("inf")}}]
     assert store.publish(device, refused) == 0
+    # device-chosen names that would break the whole fleet's scrape
+    store.publish(device, [{"ts": time.time(), "source": "s", "values": {
+        'gpu_load_ratio{__name__="evil"}': 0.5, "device_up": 7.0, "device_last_seen_timestamp_seconds": 1.0}}])
     breach(store, device)  # good data, written after the bad
     enqueue_evaluation(own, device)
     wait_for(lambda: ("runtime_memory_over_ceiling", "firing") in alerts(own, device), 40,
@@ -451,6 +455,10 @@ def test_bad_records_of_every_shape_leave_the_device_alerting_and_its_pages_up(o
                        timeout=20)
     assert scrape.status_code == 200
     assert f'thoxdash_ingest_rejected_total{{device="{device}"}} 4.0' in scrape.text
+    assert "__name__" not in scrape.text and scrape.text.count("# HELP thoxdash_device_up ") == 1
+    lint = subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "check", "metrics"],
+                          input=scrape.text, capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     loop = asyncio.new_event_loop()
     try:
         got = loop.run_until_complete(_ws_messages(own.url.replace("http", "ws") + f"/ws/devices/{device}/", cookie,

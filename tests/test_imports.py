@@ -35,9 +35,10 @@ def _type_checking_only(node: ast.If) -> bool:
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
-    """Absolute names this module imports (module, or module.attr for `from m import attr`)."""
-    found: set[str] = set()
+def _imports(tree: ast.AST, module: str, is_package: bool) -> set[tuple[str, str]]:
+    """(name, fallback) per import: `import m` -> (m, m); `from m import a` -> (m.a, m): the
+    submodule m.a when there is one, else the module m that defines `a`."""
+    found: set[tuple[str, str]] = set()
     skip: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _type_checking_only(node):
@@ -46,15 +47,14 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> set[str]:
         if id(node) in skip:
             continue
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.update((alias.name, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = module.split(".") if is_package else module.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-            found.add(base)
+            found.update((f"{base}.{alias.name}", base) for alias in node.names)
     return found
 
 
@@ -64,10 +64,11 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         targets = set()
-        for imported in _imports(tree, name, path.name == "__init__.py"):
-            # `from pkg import mod` imports pkg.mod when it is a module, else names pkg
-            if imported in modules:
-                targets.add(imported)
+        for imported, fallback in _imports(tree, name, path.name == "__init__.py"):
+            # `from pkg import mod` imports the module pkg.mod when there is one, else pkg itself
+            target = imported if imported in modules else fallback
+            if target in modules:
+                targets.add(target)
         targets.discard(name)
         # importing a package's submodule also runs the package's __init__, which is fine: edges
         # go to the modules named, so `pkg/__init__ -> pkg.sub` is not a cycle with `pkg.sub -> pkg.x`
@@ -114,11 +115,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
     tree = ast.parse("import os\n\ndef f():\n    from collectors import b\n")
-    assert _imports(tree, "collectors.a", False) >= {"collectors.b", "collectors"}
+    assert ("collectors.b", "collectors") in _imports(tree, "collectors.a", False)
     guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from collectors import b\n")
-    assert "collectors.b" not in _imports(guarded, "collectors.a", False)
+    assert ("collectors.b", "collectors") not in _imports(guarded, "collectors.a", False)
     relative = ast.parse("from .c import d\nfrom . import e\n")
-    assert _imports(relative, "collectors.x.a", False) >= {"collectors.x.c.d", "collectors.x.e"}
+    assert _imports(relative, "collectors.x.a", False) >= {("collectors.x.c.d", "collectors.x.c"),
+                                                           ("collectors.x.e", "collectors.x")}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 

@@ -17,8 +17,9 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
-@pytest.fixture(scope="module")
-def published(stack):
+def publish(stack) -> None:
+    """Fresh values for both devices (a device silent for THOXDASH_STALE_AFTER_S exports only
+    `thoxdash_device_up 0`, so tests that take a while publish again, as an agent would)."""
     store = TelemetryStore(connect(stack.env["REDIS_URL"]), stack.prefix)
     now = time.time()
     for device, load in (("prom-a", 0.25), ("prom-b", 0.75)):
@@ -27,6 +28,11 @@ def published(stack):
             "gpu_load_ratio": load, "ram_used_bytes": 3.5e9, 'cpu_load_ratio{cpu="0"}': 0.5,
             'temperature_celsius{zone="gpu"}': 51.5, 'irq_interrupts_total{cpu="3",irq="42"}': 1234.0,
             'runtime_memory_bytes{runtime="we\\"ird\\\\name"}': 1.0e9}}])
+
+
+@pytest.fixture
+def published(stack):
+    publish(stack)
     return stack
 
 
@@ -84,6 +90,7 @@ def test_real_prometheus_scrapes_with_bearer_token(published, tmp_path: Path):
         deadline = time.time() + 45
         got: dict[str, list[dict]] = {}
         while time.time() < deadline:
+            publish(published)
             try:
                 got = {
                     "value": _query(base, 'thoxdash_gpu_load_ratio{device="prom-b",job="scrape_token"}'),

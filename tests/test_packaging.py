@@ -31,7 +31,7 @@ def test_base_install_is_the_agent_only():
     server = {name(r) for r in project()["optional-dependencies"]["server"]}
     assert {"django", "celery", "channels", "daphne", "plotly", "dj-database-url"} <= server
     dev = {name(r) for r in project()["optional-dependencies"]["dev"]}
-    assert {"psutil", "aiohttp", "honcho", "pytest"} <= dev
+    assert {"psutil", "aiohttp", "pytest"} <= dev
 
 
 def locked() -> dict[str, list[str]]:

@@ -318,3 +318,68 @@ def test_a_client_may_choose_only_configured_priorities(proxy):
     everything = ProxySettings(client_priorities=frozenset({"high", "normal", "low"}))
     assert priority(everything, b"high") == "high"
     assert priority(everything, b"urgent") is None
+
+
+def test_request_bytes_held_across_connections_are_bounded():
+    """Bodies trickling in on many connections at once: past the total, the connection that grows
+    gets 503 (and the proxy's count of held bytes goes back to zero when they are gone)."""
+    limits = ProxySettings(max_body=MAX_BODY, max_buffered=3 * MAX_BODY)
+    with ThreadedProxy(limits) as running:
+        assert running.proxy is not None
+        px = running.proxy
+        head = build([], framing=[b"Content-Length: %d" % MAX_BODY], body=b"")
+        socks = [running.connect() for _ in range(4)]
+        try:
+            for sock in socks[:3]:
+                sock.sendall(head + b"x" * (MAX_BODY - 100))  # each holds almost a whole body
+            for _ in range(500):
+                if running.call(lambda: px.buffered) >= 3 * (MAX_BODY - 100):
+                    break
+            socks[3].sendall(head + b"x" * 1000)
+            assert read_response(socks[3])[0] == 503
+            assert len(running.upstream.received) == 0
+            socks[0].sendall(b"x" * 100)  # the first completes within its own limit
+            assert read_response(socks[0])[0] == 200
+        finally:
+            for sock in socks:
+                sock.close()
+        for _ in range(500):
+            if running.call(lambda: px.buffered == 0 and not px.clients):
+                break
+        assert running.call(lambda: px.buffered) == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "path"),
+    [
+        (b"/api/generate", "/api/generate"),
+        (b"/api/gener%61te?x=%2e", "/api/generate"),
+        (b"//api/./generate/", "/api/generate/"),
+        (b"/x/../api/generate", "/api/generate"),
+        (b"/../../api/generate/..", "/api/"),
+        (b"/api%2Fgenerate", "/api/generate"),
+        (b"/v2/models/MyModel/infer", "/v2/models/MyModel/infer"),  # case kept for the record
+        (b"/", "/"),
+    ],
+)
+def test_normalised_paths(target, path):
+    from collectors.proxy.request import normalise_path
+
+    assert normalise_path(target) == path
+
+
+@settings(**FUZZ)
+@given(
+    st.sampled_from([b"", b"POST /api/generate HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nHost: a\r\n"]),
+    st.binary(max_size=600),
+)
+def test_whatever_bytes_arrive_the_proxy_answers_or_closes_and_keeps_serving(proxy, prefix, junk):
+    with proxy.connect() as sock:
+        sock.settimeout(2)
+        try:
+            sock.sendall(prefix + junk + b"\r\n\r\n")
+            status, _ = read_response(sock)
+        except (TimeoutError, OSError):  # waiting for more of a body it was promised: fine
+            status = None
+    assert status is None or 100 <= status < 600
+    still_serving(proxy)

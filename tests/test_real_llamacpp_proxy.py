@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from advisors.canary import speed_check
+from collectors.proxy.admission import Limits
 from collectors.proxy.series import PROMPT_TPS, latency_values
-from tests.proxy_helpers import client, records_in_store, start_proxy
+from tests.proxy_helpers import DEVICE, client, records_in_store, start_proxy, wait_until
 from tests.real_llamacpp import ALIAS, LlamaServer, model_path
 
 pytestmark = pytest.mark.timeout(180)
@@ -176,3 +177,21 @@ async def test_error_before_the_stream_is_recorded(proxied, store):
     assert json.loads(raw)["error"]["type"] == "exceed_context_size_error"
     (req,) = await one_record(store, "/v1/chat/completions")
     assert req["status"] == 400 and "context" in req["error"]
+
+
+# -- throttle: the proxy's admission in front of the real server ---------------------------------------
+async def test_throttle_serves_one_and_refuses_the_rest_until_undone(proxied, store):
+    limits = {"max_concurrency": 1, "max_queue": 0, "retry_after_s": 1}
+    await asyncio.to_thread(store.set_admission, DEVICE, "llm", limits)
+    await wait_until(lambda: proxied.proxy.admission.limits.get("llm") == Limits.parse(limits), what="limits")
+    async with client() as s:
+        async def one(i: int) -> tuple[int, str | None]:
+            async with s.post(proxied.url + "/v1/chat/completions", json=chat(1000, f"t{i}")) as resp:
+                await resp.read()
+                return resp.status, resp.headers.get("Retry-After")
+        results = await asyncio.gather(*(one(i) for i in range(3)))
+    assert sorted(results) == [(200, None), (429, "1"), (429, "1")]
+    await asyncio.to_thread(store.set_admission, DEVICE, "llm", None)  # undo
+    await wait_until(lambda: proxied.proxy.admission.limits.get("llm") is None, what="limits removed")
+    results = await asyncio.gather(*(post(proxied.url, "/v1/chat/completions", chat(8, f"u{i}")) for i in range(3)))
+    assert [status for status, _ in results] == [200, 200, 200]

@@ -121,7 +121,7 @@ def test_vllm_models_metrics_and_sleep_level_2():
         assert metrics['vllm:time_to_first_token_seconds_count{engine="0",model_name="Qwen/Qwen3-0.6B"}'] == 4
         client.evict("Qwen/Qwen3-0.6B")
         assert state["level"] == "2"
-        assert client.loaded_models() == []
+        assert client.loaded_models() == [] and client.sleeping == ["Qwen/Qwen3-0.6B"]
 
 
 def test_tensorrt_llm_iteration_stats_and_evict_refused():

@@ -13,6 +13,7 @@ import pytest
 from advisors.canary import build_request
 from advisors.config import DEFAULT_CEILINGS_BYTES
 from collectors.proxy.series import DECODE_TPS, TTFT
+from collectors.proxy.timing import StreamTiming, framing_for, request_fields
 from collectors.runtimes import (
     CLIENTS,
     INFERENCE,
@@ -31,7 +32,13 @@ from collectors.runtimes.base import SHARED
 from collectors.runtimes.http import MockTransport, Response
 from collectors.sources.latency_scrape import LatencyScrapeSource
 from collectors.sources.runtimes import DEFAULT_SPECS, RuntimeSource
-from tests.runtime_servers import LoopbackServer, trtllm_metrics, trtllm_routes
+from tests.runtime_servers import (
+    RECORDED_LLAMACPP,
+    LoopbackServer,
+    recorded_llamacpp_routes,
+    trtllm_metrics,
+    trtllm_routes,
+)
 
 # The proxy's inference paths before the registry (collectors/proxy/server.py `_INFERENCE`).
 OLD_INFERENCE = re.compile(
@@ -137,3 +144,47 @@ def test_trtllm_fake_unprefixed_metrics_and_drained_stats_read_once_per_tick(tmp
     assert len(drained) == 2  # once per tick, though both sources read the iteration stats
     assert scraped[f'{TTFT}{{model="undefined",runtime="trt"}}'] == pytest.approx(0.2)
     assert scraped[f'{DECODE_TPS}{{model="undefined",runtime="trt"}}'] == pytest.approx(100.0)
+
+
+def test_llamacpp_client_on_recorded_real_answers():
+    with LoopbackServer(recorded_llamacpp_routes()) as srv, client_for("llamacpp", srv.url) as client:
+        assert client.ping() is True
+        [model] = client.loaded_models()
+        assert model.name == "tiny-random" and model.size_bytes == 8_340_736  # meta.size: tensor bytes
+        assert client.sleeping == [] and client.router is False
+        metrics = client.metrics()
+        assert metrics["llamacpp_slots_total"] == 2 and metrics["llamacpp_slots_busy"] == 0
+        assert metrics["llamacpp_kv_cache_capacity_tokens"] == 4096 and metrics["llamacpp_kv_cache_tokens"] > 0
+        assert metrics["llamacpp:tokens_predicted_total"] > 0
+        with pytest.raises(Exception, match="single-model mode evicting means stopping the process"):
+            client.evict("tiny-random")
+
+
+@pytest.mark.parametrize("index", [4, 5, 6])
+def test_recorded_real_answers_parse_with_the_servers_own_timings(index):
+    answer = json.loads(RECORDED_LLAMACPP.read_text())["answers"][index]
+    st = StreamTiming(framing_for(answer["content_type"]))
+    body = answer["body"].encode()
+    for i in range(0, len(body), 97):  # arbitrary chunking, one ms apart
+        st.feed(body[i:i + 97], 1.0 + i / 97 / 1000)
+    st.close(2.0)
+    fields = request_fields(st, 0.5, 2.0)
+    objects = [json.loads(line[6:]) for line in answer["body"].splitlines() if line.startswith("data: {")]
+    if not objects:
+        objects = [json.loads(answer["body"])]
+    timings = [o["timings"] for o in objects if "timings" in o][-1]
+    n = timings["predicted_n"]
+    assert fields["completion_tokens"] == n and st.parse_errors == 0
+    assert fields["completion_tokens_per_s"] == pytest.approx(timings["predicted_per_second"], rel=1e-3)
+    assert fields["prompt_tokens"] == timings["prompt_n"] + timings["cache_n"]
+
+
+def test_triton_generate_stream_output_is_timed():
+    st = StreamTiming(framing_for("text/event-stream; charset=utf-8"))
+    events = [{"model_name": "llm", "model_version": "1", "text_output": t} for t in ("Hel", "lo", "!")]
+    for i, event in enumerate(events):
+        st.feed(b"data: " + json.dumps(event).encode() + b"\n\n", 1.0 + i * 0.1)
+    st.close(1.3)
+    fields = request_fields(st, 0.5, 1.3)
+    assert fields["ttft_s"] == pytest.approx(0.5) and fields["completion_tokens"] == 3
+    assert fields["tokens_estimated"] is True and fields["completion_s"] == pytest.approx(0.3)

@@ -289,3 +289,24 @@ def test_escalation_to_critical_reaches_critical_only_receivers(store):
             attempt(d.pk)
         body = rx.wait_for(1)[0].json
     assert body["alerts"][0]["rule"] == "memory_pressure_high" and body["alerts"][0]["severity"] == "critical"
+
+
+def test_sweep_resends_only_the_head_of_each_webhooks_backlog(monkeypatch):
+    from advisors.notify import dispatch
+
+    hook = Webhook.objects.create(url=dead_url(), format="json")
+    rows = [one_delivery(hook, firing_alert(device=f"orin-{i}")) for i in range(3)]
+    other = Webhook.objects.create(url=dead_url(), format="json")
+    lone = plan([firing_alert(device="orin-x")])
+    lone = [d for d in lone if d.webhook_id == other.pk]
+    past = timezone.now() - timedelta(seconds=60)
+    Delivery.objects.update(next_attempt_at=past)
+    queued: list[int] = []
+    monkeypatch.setattr(dispatch, "enqueue", lambda pk, countdown=0.0: queued.append(pk))
+    assert dispatch.sweep() == 2
+    assert queued == [rows[0].pk, lone[0].pk]  # the rows behind the head wait for it
+    # a head stuck in `sending` (its worker died) whose claim lapsed is picked up as well
+    Delivery.objects.filter(pk=rows[0].pk).update(status=Delivery.SENDING, locked_until=past)
+    queued.clear()
+    dispatch.sweep()
+    assert queued == [rows[0].pk, lone[0].pk]

@@ -122,7 +122,7 @@ def confirm(request: HttpRequest) -> HttpResponse:
 @require_POST
 def do(request: HttpRequest) -> HttpResponse:
     if not request.user.is_staff:
-        from thoxdash.views import forbidden
+        from thoxdash.auth import forbidden
 
         return forbidden(request)
     devices = sorted(store().devices())

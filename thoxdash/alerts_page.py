@@ -26,7 +26,7 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         firing = [a for a in firing if a.fingerprint == fingerprint]
     down = stale_devices()
     for alert in firing:
-        alert.silence = alert.silenced_by(silences)
+        alert.silence = alert.silenced_by(silences)  # type: ignore[attr-defined]  # for the template
         alert.stale = alert.device in down and alert.rule != "device_down"  # type: ignore[attr-defined]
     history = Alert.objects.exclude(state=Alert.FIRING)
     if device:
@@ -41,7 +41,7 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
 
 def _staff(request: HttpRequest) -> HttpResponse | None:
     """A 403 page for read-only users (logged by Django in one line, no traceback), else None."""
-    from thoxdash.views import forbidden
+    from thoxdash.auth import forbidden
 
     return None if request.user.is_staff else forbidden(request)
 

@@ -49,7 +49,7 @@ def create(request: HttpRequest, device_id: str) -> JsonResponse:
         elif body.get("action") == "recommendation":
             row = act.apply_recommendation(store(), device_id, str(body.get("id", "")), request.user)
         else:
-            row = act.request_action(store(), device_id, body.get("action"), body.get("params", {}),
+            row = act.request_action(store(), device_id, str(body.get("action")), body.get("params", {}),
                                      request.user, dry_run=body.get("dry_run") is True,
                                      request_id=body.get("request_id"))
     except act.ActionError as exc:

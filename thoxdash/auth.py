@@ -7,6 +7,7 @@ from functools import wraps
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -61,3 +62,8 @@ def csrf_for_sessions(view: Callable) -> Callable:
         return view(request, *args, **kwargs)
 
     return csrf_exempt(wrapper)
+
+
+def forbidden(request: HttpRequest, reason: str = "This needs a staff account.") -> HttpResponse:
+    """An expected refusal (a read-only user's POST): a 403 page; Django logs it in one line."""
+    return render(request, "403.html", {"reason": reason}, status=403)

@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from advisors.alerting import device_config
 from collectors.store_async import AsyncDeviceReader
 from thoxdash.latency import bucket_stats
 from thoxdash.live import (
@@ -45,7 +46,6 @@ SNAPSHOT_POINTS = 600
 LATENCY_STEP_S = 10.0
 DERIVED_EVERY_S = 5.0
 LATE_S = 1.0  # a request may reach Redis this long after its bucket closed
-PART_BYTES = 256 * 1024  # series per message; the websocket server refuses frames over 1 MiB
 SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024
 # Close codes the server may send are 1000 or 3000-4999 (RFC 6455 7.4; autobahn refuses others,
 # 1011 included): 4011 = "telemetry store unavailable, reconnect later".
@@ -53,8 +53,6 @@ CLOSE_UNAVAILABLE = 4011
 
 
 def _load_config(device: str) -> dict[str, Any]:
-    from advisors.alerting import device_config
-
     return device_config(device)
 
 
@@ -159,7 +157,7 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         latency = live.closed_latency(now)
         payload = assemble(cols, latency, SNAPSHOT_POINTS, config, live.isolated)
         live.derived_at = now
-        parts, dropped = split_series(payload.pop("series"), PART_BYTES, SNAPSHOT_MAX_BYTES)
+        parts, dropped = split_series(payload.pop("series"), settings.LIVE_PART_BYTES, SNAPSHOT_MAX_BYTES)
         head: dict[str, Any] = {"type": "snapshot", "device": self.device, "range_s": settings.LIVE_WINDOW_S,
                                 "now": now, **payload, "series": parts[0], "parts": len(parts)}
         if dropped:
@@ -188,7 +186,8 @@ class DeviceConsumer(AsyncWebsocketConsumer):
                 if cols["events"]:
                     message["events"] = clean_events(cols["events"])
                 if series or message:
-                    parts, _ = split_series(shrink(series, SNAPSHOT_POINTS), PART_BYTES, SNAPSHOT_MAX_BYTES)
+                    parts, _ = split_series(shrink(series, SNAPSHOT_POINTS), settings.LIVE_PART_BYTES,
+                                            SNAPSHOT_MAX_BYTES)
                     for index, part in enumerate(parts):
                         extra = message if index == len(parts) - 1 else {}
                         await self.send_json({"type": "update", "now": now, **extra, "series": part})

@@ -62,5 +62,6 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     raw = os.environ.get(name, default)
     if "://" not in raw or raw.split("://", 1)[0] not in schemes:
-        raise ImproperlyConfigured(f"{name} must be a URL starting with one of {', '.join(s + '://' for s in schemes)}, got {raw!r}")
+        starts = ", ".join(s + "://" for s in schemes)
+        raise ImproperlyConfigured(f"{name} must be a URL starting with one of {starts}, got {raw!r}")
     return raw

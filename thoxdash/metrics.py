@@ -52,7 +52,7 @@ DROPPED_LABELS = {"pid"}  # churns a new series per process: values are summed o
 
 def exported(name: str) -> tuple[str, str]:
     """(exported name without the prefix, type) of a recording series name. The recording format
-    keeps its names (`_hz`, DESIGN.md); the exposition follows node_exporter (`_hertz`)."""
+    keeps its names (`_hz`, docs/METRICS.md); the exposition follows node_exporter (`_hertz`)."""
     if name in GAUGE_RENAMES:
         return GAUGE_RENAMES[name], "gauge"
     counter = name.endswith("_total") and metric_type(name) == "counter"

@@ -205,6 +205,8 @@ AGENT_KEY = env_str("THOXDASH_AGENT_KEY", "")
 METRICS_TOKEN = env_str("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
 LIVE_MAX_UPDATES_PER_S = env_float("THOXDASH_LIVE_MAX_UPDATES_PER_S", 2.0, minimum=0.1)
+# series per websocket message: a larger snapshot goes in parts (the websocket frame limit is 1 MiB)
+LIVE_PART_BYTES = env_int("THOXDASH_LIVE_PART_BYTES", 256 * 1024, minimum=1024)
 LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)
 
 # -- Webhook delivery (rule thresholds are data: advisors/config.py + per-device settings) ----

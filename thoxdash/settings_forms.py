@@ -8,10 +8,12 @@ from urllib.parse import urlsplit
 
 from django import forms
 
+from advisors.notify import NOTIFIERS
 from collectors.runtimes import kind_names
 
 PRIORITIES = [("critical", "critical"), ("essential", "essential"), ("background", "background")]
 KINDS = [(k, k) for k in (*kind_names(), "other")]  # the runtime registry
+WEBHOOK_FORMATS = [(n.format, n.label) for n in NOTIFIERS.values()]  # the notifier registry
 GB = 1e9
 
 
@@ -20,7 +22,7 @@ class RuntimeForm(forms.Form):
     # a blank first choice: the empty extra row stays unchanged, so the form saves as served
     kind = forms.ChoiceField(choices=[("", "— kind —"), *KINDS])
     match = forms.CharField(max_length=200, required=False, help_text="process name or command-line regex")
-    url = forms.URLField(max_length=300, required=False)
+    url = forms.URLField(max_length=300, required=False, assume_scheme="http")
     ceiling_gb = forms.FloatField(min_value=0.01, max_value=4096, required=False, label="Ceiling (GB)")
     priority = forms.ChoiceField(choices=PRIORITIES, initial="background")
 
@@ -78,8 +80,7 @@ class DeviceForm(forms.Form):
 
 class WebhookForm(forms.Form):
     url = forms.URLField(max_length=500, label="URL", assume_scheme="https")
-    format = forms.ChoiceField(choices=[("json", "Generic JSON"), ("slack", "Slack"),
-                                        ("alertmanager", "Alertmanager v4")], initial="json")
+    format = forms.ChoiceField(choices=WEBHOOK_FORMATS, initial="json")
     min_severity = forms.ChoiceField(choices=[("info", "info"), ("warning", "warning"), ("critical", "critical")],
                                      initial="warning", label="Min severity")
     secret = forms.CharField(max_length=200, required=False, label="HMAC secret (optional)",

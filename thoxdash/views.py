@@ -18,13 +18,9 @@ from advisors.telemetry import store
 from collectors.catalog import chart_series
 from collectors.store import DEVICE_ID
 from collectors.text import is_uint
+from thoxdash.auth import forbidden
 from thoxdash.devices import device_list
 from thoxdash.payload import RANGES, isolated_cpus
-
-
-def forbidden(request: HttpRequest, reason: str = "This needs a staff account.") -> HttpResponse:
-    """An expected refusal (a read-only user's POST): a 403 page; Django logs it in one line."""
-    return render(request, "403.html", {"reason": reason}, status=403)
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
@@ -175,7 +171,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 
     hooks = list(Webhook.objects.order_by("id"))
     for hook in hooks:  # a webhook URL's path is often its secret (Slack): staff only
-        hook.shown_url = hook.url if request.user.is_staff else redacted(hook.url)
+        hook.shown_url = hook.url if request.user.is_staff else redacted(hook.url)  # type: ignore[attr-defined]
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
         "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
@@ -251,7 +247,8 @@ def webhook_edit(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Added webhook {hook.pk} ({hook.get_format_display()}, "
                                       f"{hook.min_severity} and above). Send a test to check it.")
         else:
-            errors = "; ".join(f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items())
+            errors = "; ".join(f"{form.fields[f].label or f}: {' '.join(str(m) for m in e)}"
+                               for f, e in form.errors.items())
             messages.error(request, f"Webhook not added: {errors}")
     elif op == "remove":
         hook = get_object_or_404(Webhook, pk=request.POST.get("webhook_id"))

@@ -5,13 +5,14 @@ Alertmanager forgets a pushed alert once its endsAt passes (we set 4 resend dela
 an alert fires it must keep arriving. One Delivery per webhook, device and resend tick (idempotency
 key `amresend:...:<tick>`): a beat that runs twice in a tick sends once; retries, HMAC and the
 delivery rows are the webhooks' own (advisors.notify.sender). Silenced alerts and alerts below the
-webhook's min_severity are left out, as for first notifications.
+webhook's min_severity are left out, as for first notifications. Sent re-sends older than
+KEEP_TICKS resend delays are deleted (`prune`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from celery import shared_task
 
@@ -24,16 +25,18 @@ from advisors.notify.tasks import start_now
 
 log = logging.getLogger(__name__)
 KIND = "resend"
+KEEP_TICKS = 10  # sent re-sends older than this many resend delays are deleted (they carry nothing new)
 
 
 def resend_firing(now: datetime | None = None) -> list[int]:
     """Plan this tick's re-sends and start them; returns the new Delivery ids."""
     fmt = AlertmanagerApiNotifier.format
+    now = now or datetime.now(timezone.utc)
+    resend_s = resend_delay_s()
+    prune(now, resend_s)
     hooks = list(Webhook.objects.filter(enabled=True, format=fmt))
     if not hooks:
         return []
-    now = now or datetime.now(timezone.utc)
-    resend_s = resend_delay_s()
     tick = int(now.timestamp() // resend_s)
     silences = list(Silence.active(now))
     by_device: dict[str, list[Alert]] = {}
@@ -58,6 +61,14 @@ def resend_firing(now: datetime | None = None) -> list[int]:
     for pk in created:
         start_now(pk)
     return created
+
+
+def prune(now: datetime, resend_s: float) -> int:
+    """Delete sent re-sends older than KEEP_TICKS resend delays: one per minute per firing device
+    would otherwise pile up for as long as an alert fires. Failed ones stay (they are the record)."""
+    cutoff = now - timedelta(seconds=KEEP_TICKS * resend_s)
+    deleted, _ = Delivery.objects.filter(kind=KIND, status=Delivery.SENT, created_at__lt=cutoff).delete()
+    return deleted
 
 
 @shared_task(name="advisors.notify.alertmanager_resend", ignore_result=True)

@@ -21,6 +21,7 @@ from advisors.models import Alert, Delivery, Silence, Webhook
 from advisors.notify import NOTIFIERS
 from advisors.notify.base import AlertView, Context
 from advisors.notify.links import external_url
+from advisors.notify.sender import older_undelivered
 from advisors.notify.tasks import enqueue, start_now
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,14 @@ def notify_transitions(result: dict[str, list[Alert]]) -> list[Delivery]:
 
 
 def sweep(grace_s: float = 10.0) -> int:
-    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted), oldest
-    first (an attempt on a row waiting behind an older one of its webhook does nothing)."""
+    """Re-enqueue deliveries whose task was lost (worker died mid-send, broker restarted): per
+    webhook only the oldest undelivered row (the others follow it when it is settled)."""
     now = timezone.now()
     late = now - timedelta(seconds=grace_s)
     stuck = Delivery.objects.filter(
         Q(status=Delivery.SENDING, locked_until__lt=now)
         | Q(status__in=[Delivery.PENDING, Delivery.RETRYING], next_attempt_at__lt=late)
-    ).order_by("pk").values_list("pk", flat=True)[:500]
+    ).filter(Q(kind="test") | ~Q(older_undelivered())).order_by("pk").values_list("pk", flat=True)[:500]
     for pk in stuck:
         enqueue(pk)
     return len(stuck)

@@ -1,5 +1,5 @@
 """What to do about each alert rule, in one sentence (the `description` annotation of pushed
-alerts; any notifier may use it). Rule names: DESIGN.md "Alert rule names"."""
+alerts; any notifier may use it). Rule names: `RULE_NAMES` in advisors/rules, advisors/ALERTS.md."""
 
 from __future__ import annotations
 

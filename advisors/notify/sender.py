@@ -84,7 +84,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _older_undelivered() -> Exists:
+def older_undelivered() -> Exists:
     """An older alert row of the same webhook that is not delivered yet (it goes first)."""
     return Exists(Delivery.objects.filter(webhook_id=OuterRef("webhook_id"), kind="alert", pk__lt=OuterRef("pk"),
                                           status__in=UNDELIVERED))
@@ -95,7 +95,7 @@ def claim(pk: int) -> Delivery | None:
     lock = now + timedelta(seconds=timeout_s() + CLAIM_MARGIN_S)
     free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     stale_send = Q(status=Delivery.SENDING, locked_until__lt=now)
-    in_turn = Q(kind="test") | ~Q(_older_undelivered())
+    in_turn = Q(kind="test") | ~Q(older_undelivered())
     claimed = (Delivery.objects.filter(pk=pk)
                .filter((Q(status__in=[Delivery.PENDING, Delivery.RETRYING]) & free | stale_send) & in_turn)
                .update(status=Delivery.SENDING, locked_until=lock, last_attempt_at=now, attempts=F("attempts") + 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from advisors.recommend.words import cpu_list, parse_cpus
 from advisors.rules.pressure import swap_reading
 from collectors.text import is_uint
 
@@ -36,19 +37,6 @@ WHERE = {
 SCHED_RT = ("SCHED_FIFO", "SCHED_RR", "fifo", "rr")
 
 
-def parse_cpus(text: Any) -> set[int]:
-    out: set[int] = set()
-    if not isinstance(text, str):
-        return out
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        if is_uint(lo) and (not hi or is_uint(hi)):
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return out
-
-
 def _result(check: str, status: str, value: Any, recommended: Any, note: str = "") -> dict[str, Any]:
     evidence = WHERE[check] + (f" -- {note}" if note else "")
     return {"check": check, "status": status, "value": value, "recommended": recommended, "evidence": evidence}
@@ -65,8 +53,6 @@ def inference_cpus(state: dict[str, Any], config: dict[str, Any]) -> set[int]:
 
 
 def _cpu_ranges(cpus: Any) -> str:
-    from advisors.recommend.words import cpu_list
-
     return cpu_list(cpus)
 
 

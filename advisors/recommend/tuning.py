@@ -12,7 +12,8 @@ from collectors.text import is_uint
 # for "apply recommended tuning" (reversible, no reboot, no user-visible side effect).
 ADVICE: dict[str, dict[str, Any]] = {
     "preempt_rt": {"title": "Run a PREEMPT_RT kernel",
-                   "why": "A fully preemptible kernel bounds scheduling latency under load, cutting p99 jitter from milliseconds to tens of microseconds.",
+                   "why": "A fully preemptible kernel bounds scheduling latency under load, cutting p99 jitter "
+                          "from milliseconds to tens of microseconds.",
                    "risk": "medium: kernel rebuild; out-of-tree modules must be rebuilt for it", "needs_reboot": True},
     "cpu_governor": {"title": "CPU governor to performance on inference cores",
                      "why": "schedutil ramps the clock after the load arrives, so each request starts on a slow core.",
@@ -45,14 +46,16 @@ ADVICE: dict[str, dict[str, Any]] = {
                 "risk": "medium: ends local graphical sessions", "needs_reboot": False},
     "rt_sched": {"title": "Run inference threads SCHED_FIFO (priority 80)",
                  "why": "Real-time scheduling lets the inference thread preempt ordinary tasks at once.",
-                 "risk": "medium: a spinning FIFO thread can starve its core; set it in the runtime's unit (CPUSchedulingPolicy=fifo)",
+                 "risk": "medium: a spinning FIFO thread can starve its core; set it in the runtime's unit "
+                         "(CPUSchedulingPolicy=fifo)",
                  "needs_reboot": False},
     "mlock": {"title": "Lock the runtime's memory (mlockall)",
               "why": "Locked pages are never reclaimed or swapped, so the hot path takes no page faults.",
               "risk": "medium: locked memory is unavailable to others; needs LimitMEMLOCK=infinity",
               "needs_reboot": False},
     "gpu_runtime_pm": {"title": "GPU runtime power management to on",
-                       "why": "With runtime PM on auto the GPU may suspend when idle and the next request pays the wake-up.",
+                       "why": "With runtime PM on auto the GPU may suspend when idle and the next request pays "
+                              "the wake-up.",
                        "risk": "low: slightly higher idle power", "needs_reboot": False, "safe": True},
 }
 
@@ -64,7 +67,9 @@ def _action(check: dict[str, Any], state: dict[str, Any], values: dict[str, floa
         governors = state.get("cpu_governor") or {}
         cores = inference_cpus(state, config)
         wrong = sorted(int(c) for c, g in governors.items() if is_uint(c) and int(c) in cores and g != "performance")
-        return {"action": "set_governor", "params": {"cpus": format_cpus(wrong), "value": "performance"}} if wrong else None
+        if not wrong:
+            return None
+        return {"action": "set_governor", "params": {"cpus": format_cpus(wrong), "value": "performance"}}
     if name == "clocks_locked":
         clocks = state.get("clocks_locked") or {}
         jetson = clocks.get("gpu") is not None or clocks.get("emc") is not None

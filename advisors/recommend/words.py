@@ -45,6 +45,20 @@ def size(num: Any) -> str:
     return f"{value:.0f} B"
 
 
+def parse_cpus(text: Any) -> set[int]:
+    """The CPUs a list like "0-2,5" names: {0, 1, 2, 5}; parts that do not parse are left out."""
+    out: set[int] = set()
+    if not isinstance(text, str):
+        return out
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if is_uint(lo) and (not hi or is_uint(hi)):
+            out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def cpu_list(cpus: Any) -> str:
     """[0, 1, 2, 5] -> "0-2,5"."""
     nums = sorted({int(c) for c in cpus if is_uint(str(c))})
@@ -185,8 +199,6 @@ def change(action: dict[str, Any], state: dict[str, Any]) -> dict[str, str]:
     old, new, target = "—", plain(params) if params else "done", describe_action(action)
     if name == "set_governor":
         govs = state.get("cpu_governor") or {}
-        from advisors.recommend.checks import parse_cpus
-
         chosen = {str(c) for c in parse_cpus(params.get("cpus"))}
         picked = {c: g for c, g in govs.items() if c in chosen}
         old = governors(picked) if picked else "not known"

@@ -148,5 +148,8 @@ def default_runtimes() -> list[dict[str, Any]]:
         from collectors.sources.runtimes import DEFAULT_SPECS
     except ImportError:
         return []
-    return [{"name": s.name, "kind": s.kind, "url": s.url, "priority": "background"}
+    from collectors.runtimes import get_kind
+
+    return [{"name": s.name, "kind": s.kind, "url": s.url,
+             "priority": kind.default_priority if (kind := get_kind(s.kind)) else "background"}
             for s in DEFAULT_SPECS if s.kind and s.url]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 from collectors.recording import Recording
 from collectors.series import series_key
@@ -41,7 +42,7 @@ def load_any(path: str | Path, interval_s: float = 1.0) -> tuple[Recording, str]
     if kind is None:
         return None
     start = os.path.getmtime(path)
-    records: list[dict] = []
+    records: list[dict[str, Any]] = []
     if kind == "power_gui_csv":
         from collectors.importers.power_gui_csv import read
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.series import series_key
+from collectors.tegra import zone_label
 
 MB = 1024 * 1024
 _CPU = re.compile(r"^CPU(\d+)-(CURR_FREQ|CURR_LOAD)$")
@@ -55,7 +56,7 @@ def row_values(row: dict[str, str]) -> dict[str, float]:
         elif column == "SWAP-TOTAL_SIZE":
             out["swap_total_bytes"] = value * MB
         elif (m := _THERMAL.match(column)) and value > -100:
-            out[series_key("temperature_celsius", zone=m.group(1))] = value
+            out[series_key("temperature_celsius", zone=zone_label(m.group(1)))] = value
         elif m := _RAIL.match(column):
             out[series_key("power_watts", rail=m.group(1))] = value / 1000.0
         elif column == "fan1-CURR_PWM":
@@ -70,7 +71,7 @@ def throttle_points(row: dict[str, str]) -> dict[str, float]:
     out = {}
     for column, raw in row.items():
         if column.endswith("-thermal-SW_THROTTLING_TEMP") and (value := _num(raw)) is not None:
-            out[column.split("-thermal-")[0]] = value
+            out[zone_label(column.split("-thermal-")[0])] = value
     return out
 
 

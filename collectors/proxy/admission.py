@@ -99,7 +99,7 @@ class Ticket:
             return
         self._released = True
         self.gate.active -= 1
-        self.admission._pump(self.gate)
+        self.admission.pump(self.gate)
 
 
 class Admission:
@@ -120,7 +120,7 @@ class Admission:
             if scope == self.runtime or scope.startswith(prefix)
         }
         for gate in self.gates.values():
-            self._pump(gate)
+            self.pump(gate)
 
     def scope_for(self, model: str | None) -> str:
         if model:
@@ -186,7 +186,7 @@ class Admission:
             granted = fut.done() and not fut.cancelled()
             if granted:  # the slot came just as we gave up: hand it back
                 gate.active -= 1
-                self._pump(gate)
+                self.pump(gate)
             else:
                 fut.cancel()
             self._drop_done(gate)
@@ -210,7 +210,8 @@ class Admission:
             reason=reason,
         )
 
-    def _pump(self, gate: Gate) -> None:
+    def pump(self, gate: Gate) -> None:
+        """Grant free slots of `gate` to its waiters, best priority first (a ticket released)."""
         limits = self._limits(gate.scope)
         while gate.waiters and gate.active < limits.max_concurrency:
             _, _, fut = heapq.heappop(gate.waiters)

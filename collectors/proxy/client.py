@@ -48,6 +48,7 @@ class ClientConn(asyncio.Protocol):
         self.close_after = False
         self.paused = False
         self.refused = False
+        self._held = 0  # request bytes this connection holds, counted in proxy.buffered
         self._idle: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None  # loop time the connection went idle; None: busy
 
@@ -66,6 +67,9 @@ class ClientConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.buf.clear()
+        self.proxy.buffered -= self._held
+        self._held = 0
         self.proxy.forget_connection(self)
         if self._idle is not None:
             self._idle.cancel()
@@ -84,11 +88,25 @@ class ClientConn(asyncio.Protocol):
         if self.refused or self.closed:
             return  # refused: whatever else comes is read and dropped until the close
         self.buf += data
+        if self._account() > 0 and self.proxy.buffered > self.proxy.settings.max_buffered:
+            self.fail(503, "the proxy holds too many request bytes now; retry later")
+            self._account()
+            return
         if self.exchange is None:
             self._dispatch()
+            self._account()
         elif len(self.buf) > MAX_HEAD and not self.paused and self.transport is not None:
             self.paused = True  # a pipelined request waits: read no more for now
             self.transport.pause_reading()
+
+    def _account(self) -> int:
+        """Count what this connection holds (unparsed bytes, a chunked body so far) in the
+        proxy's total; returns the change."""
+        held = len(self.buf) + self.reader.held
+        delta = held - self._held
+        self._held = held
+        self.proxy.buffered += delta
+        return delta
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -173,6 +191,7 @@ class ClientConn(asyncio.Protocol):
         self._arm_idle()
         if self.buf:
             self._dispatch()
+            self._account()
 
     # -- idle timeout -------------------------------------------------------------------------
     def _arm_idle(self) -> None:

@@ -33,7 +33,7 @@ class Publisher:
         buffer: OutboxBuffer | None = None,
         interval: float = 0.5,
         admission_interval: float = 1.0,
-        on_admission: Callable[[dict[str, Any]], None] | None = None,
+        on_admission: Callable[[dict[str, Any]], object] | None = None,
         gauges: Callable[[], dict[str, float]] | None = None,
         build: Callable[[Any], list[dict[str, Any]]] | None = None,
     ):
@@ -102,13 +102,14 @@ class Publisher:
         self.buffer.add(records)
         if self.store is None:
             return
+        store = self.store
         try:
             if not self._registered:
                 self.store.register_device(self.device)
                 self._registered = True
             if len(self.buffer):
                 self.published += self.buffer.flush(
-                    lambda chunk: self.store.publish(self.device, chunk)
+                    lambda chunk: store.publish(self.device, chunk)
                 )
             if self.on_admission is not None and (now >= self._next_admission or final):
                 self._next_admission = now + self.admission_interval

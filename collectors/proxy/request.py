@@ -12,8 +12,8 @@ Bodies are taken in as they arrive: a chunked body is decoded incrementally (eac
 at once, whatever the chunk sizes) and its framing dropped as it goes, so memory is the payload.
 
 `Request.path` is the path admission and recording key on: percent-decoded, dot segments removed,
-repeated slashes merged, lower-cased, so `/api/gener%61te`, `//api/./generate` or `/API/generate`
-are all `/api/generate` and cannot slip past a throttle.
+repeated slashes merged (and matched without regard to case, collectors.proxy.runtime_hooks), so
+`/api/gener%61te`, `//api/./generate` or `/API/generate` cannot slip past a throttle.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Request:
     version: bytes  # HTTP/1.0 or HTTP/1.1
     head: Head
     body: bytes
-    path: str  # normalised (see the module docstring): what admission and records key on
+    path: str  # normalised, case kept (see the module docstring): what admission and records key on
 
 
 def normalise_path(target: bytes) -> str:
@@ -63,7 +63,7 @@ def normalise_path(target: bytes) -> str:
                 segments.append(seg)
         trailing = raw.endswith((b"/", b"/.", b"/..")) and bool(segments)
         raw = b"/" + b"/".join(segments) + (b"/" if trailing else b"")
-    return raw.decode("latin-1").lower()
+    return raw.decode("latin-1")
 
 
 def parse_request_head(raw: bytes) -> tuple[bytes, bytes, bytes, Head]:
@@ -136,8 +136,9 @@ class RequestReader:
         self._continue = False
 
     @property
-    def in_body(self) -> bool:
-        return self._first is not None
+    def held(self) -> int:
+        """Payload bytes of a chunked body decoded so far (held here until the request is whole)."""
+        return self._size
 
     def continue_due(self) -> bool:
         """True once, when the head asked for `100 Continue` and the body has not arrived."""

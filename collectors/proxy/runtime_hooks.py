@@ -33,15 +33,15 @@ def is_inference(kind: str, method: bytes, path: str) -> bool:
 
 def peek(kind: str, path: str, body: bytes) -> Peek:
     """The model and control flag of a request body, without ever raising."""
-    model, control = runtimes.peek(path, body)
+    model, control = runtimes.peek(path.lower(), body)
     return Peek(model, control) if (model is not None or control) else NOTHING
 
 
 def busy_reply(kind: str, path: str, message: str) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) for a request admission refused, as the client's runtime would say it."""
-    return runtimes.busy_reply(path, message, 0)
+    return runtimes.busy_reply(path.lower(), message, 0)
 
 
 def error_reply(kind: str, path: str, status: int, message: str, kind_of_error: str) -> dict[str, Any]:
     """The JSON body of an error the proxy itself answers (502 unreachable, 400, 413...)."""
-    return runtimes.error_reply(path, message, kind_of_error, status)
+    return runtimes.error_reply(path.lower(), message, kind_of_error, status)

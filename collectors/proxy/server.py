@@ -91,6 +91,7 @@ class Proxy:
         self.in_flight = 0
         self.disconnects = 0
         self.refused_connections = 0
+        self.buffered = 0  # request bytes held by every client connection (bounded: max_buffered)
 
     async def close(self) -> None:
         self.pool.close()

@@ -7,6 +7,8 @@ THOXDASH_PROXY_SPILL                outage spill folder (.run/proxy-spill)
 THOXDASH_PROXY_SWITCH_S             the interpreter's thread switch interval (0.0005: how long the
                                     publisher thread may hold the event loop off)
 THOXDASH_PROXY_MAX_BODY             largest request body in bytes; above it 413 (64 MiB)
+THOXDASH_PROXY_MAX_BUFFERED        request bytes all connections may hold while requests arrive;
+                                    above it the connection that grows gets 503 (128 MiB)
 THOXDASH_PROXY_MAX_CONNECTIONS      client connections at once; above it 503 and close (4096)
 THOXDASH_PROXY_MAX_PER_CLIENT       client connections at once from one address (1024; 0: no limit)
 THOXDASH_PROXY_IDLE_S               keep-alive idle timeout (75)
@@ -72,6 +74,7 @@ def env_priorities(name: str, default: frozenset[str]) -> frozenset[str]:
 @dataclass(frozen=True)
 class ProxySettings:
     max_body: int = 64 * MIB
+    max_buffered: int = 128 * MIB
     max_connections: int = 4096
     max_per_client: int = 1024
     idle_timeout_s: float = 75.0
@@ -84,6 +87,7 @@ class ProxySettings:
         d = cls()
         return cls(
             max_body=env_int("THOXDASH_PROXY_MAX_BODY", d.max_body),
+            max_buffered=env_int("THOXDASH_PROXY_MAX_BUFFERED", d.max_buffered),
             max_connections=env_int("THOXDASH_PROXY_MAX_CONNECTIONS", d.max_connections, 1),
             max_per_client=env_int("THOXDASH_PROXY_MAX_PER_CLIENT", d.max_per_client),
             idle_timeout_s=env_float("THOXDASH_PROXY_IDLE_S", d.idle_timeout_s, 0.001),

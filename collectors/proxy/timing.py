@@ -4,7 +4,7 @@ Framings: `ndjson` (e.g. Ollama /api/*), `sse` (OpenAI-compatible servers),
 `json` (a non-streaming body), `raw` (anything else: only sizes and times are kept).
 Framing is generic; what each JSON object means is each runtime kind's response shape
 (`RuntimeKind.shape` in collectors/runtimes/<kind>.py: Ollama's `done: true` durations, OpenAI's
-`choices`/`usage`, llama.cpp's `timings`), all of them tried on every object. Generic here:
+`choices`/`usage`, a runtime's own `timings`), all of them tried on every object. Generic here:
 `model`, and errors `{"error": "..."}` or `{"error": {"message": ...}}`, also mid-stream at 200.
 
 Bad input (invalid JSON, non-UTF-8, lines over `max_line` bytes) is counted as a parse error and

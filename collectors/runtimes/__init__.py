@@ -71,8 +71,10 @@ def canary_kinds() -> tuple[str, ...]:
 
 # -- the proxy's view: inference paths, response shapes, busy and error replies ----------------------
 _ENDPOINTS: list[tuple[RuntimeKind, Endpoint]] = [(k, e) for k in KINDS for e in k.inference]
-INFERENCE = re.compile("^(" + "|".join(f"(?:{e.pattern})" for _, e in _ENDPOINTS) + ")/?$")
-_ENDPOINT_RES = [(k, e, re.compile(f"^(?:{e.pattern})/?$")) for k, e in _ENDPOINTS]
+# matched without regard to case: routers of some runtimes ignore it, so `/API/generate` must not
+# slip past admission and recording
+INFERENCE = re.compile("^(" + "|".join(f"(?:{e.pattern})" for _, e in _ENDPOINTS) + ")/?$", re.IGNORECASE)
+_ENDPOINT_RES = [(k, e, re.compile(f"^(?:{e.pattern})/?$", re.IGNORECASE)) for k, e in _ENDPOINTS]
 SHAPES: tuple[ResponseShape, ...] = tuple(k.shape for k in KINDS if k.shape is not None)
 
 

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from collectors.proxy.series import QUEUE, TOTAL
 from collectors.runtimes.base import LoadedModel, RuntimeApiError, RuntimeClient, model_name, number
 from collectors.runtimes.http import Transport
-from collectors.runtimes.kind import AdminCalls, Endpoint, RuntimeKind, flag_port
+from collectors.runtimes.kind import AdminCalls, Endpoint, ResponseShape, RuntimeKind, Times, flag_port
 from collectors.runtimes.openai import rate_limited
 from collectors.runtimes.scrape import Scrape
 
@@ -88,6 +88,18 @@ class TritonClient(RuntimeClient):
         return {"unloaded": model}
 
 
+def observe(obj: dict[str, Any], seen: dict[str, Any]) -> bool:
+    """The generate extension (docs/protocol/extension_generate.md, triton-inference-server/server
+    8f5f51572a240b2532e18838d265a10dde097e7b): {"model_name", "model_version", "text_output"}, one
+    object (/generate) or one SSE event per response (/generate_stream)."""
+    text = obj.get("text_output")
+    return isinstance(text, str) and bool(text)
+
+
+def fields(seen: dict[str, Any], out: dict[str, Any], times: Times) -> None:
+    """Triton's generate answers carry no token counts or timings: the proxy's own clock serves."""
+
+
 def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
     """GET /v2/models/stats: per model (and version) success / queue / compute_infer {count, ns}."""
     stats = sc.json("/v2/models/stats")
@@ -116,6 +128,7 @@ KIND = RuntimeKind(
     port_of=flag_port(("--http-port",), 8000),
     inference=(Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate)", "json"),
                Endpoint(r"/v2/models/[^/]+(/versions/[^/]+)?/generate_stream", "sse")),
+    shape=ResponseShape("triton", observe, fields),
     busy=rate_limited,
     scrape=scrape,
     admin=AdminCalls(health="GET /v2/health/ready", list="POST /v2/repository/index",

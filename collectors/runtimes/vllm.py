@@ -37,10 +37,12 @@ class VllmClient(OpenAIModelsMixin, RuntimeClient):
         value = body.get("is_sleeping") if isinstance(body, dict) else None
         return value if isinstance(value, bool) else None
 
+    sleeping: list[str] = []  # served models while the engine sleeps (listed, holding no memory)
+
     def loaded_models(self) -> list[LoadedModel]:
-        if self.is_sleeping():
-            return []
-        return [LoadedModel(name) for name in self._openai_models()]
+        names = self._openai_models()
+        self.sleeping = names if self.is_sleeping() else []
+        return [] if self.sleeping else [LoadedModel(name) for name in names]
 
     def metrics(self) -> dict[str, float]:
         return self._prometheus("/metrics")

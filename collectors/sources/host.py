@@ -35,6 +35,8 @@ from collectors.text import is_uint
 
 MAX_BYTES = 2**56
 HOST_NAMES = written_by("host")
+CPU_LOAD = frozenset({"cpu_load_ratio", "cpu_total_load_ratio"})
+MEMORY = frozenset({"ram_total_bytes", "ram_used_bytes", "ram_available_bytes", "swap_total_bytes", "swap_used_bytes"})
 
 
 def cpu_times(root: Path) -> dict[int, tuple[int, int]] | None:
@@ -212,23 +214,27 @@ class HostSource(Source):
             self._freq_files = cpu_freq_files(self.root)
             self._temp_files = temperature_files(self.root)
         values: dict[str, float | None] = {}
-        times = cpu_times(self.root)
-        loads = cpu_loads(self._times, times)
-        self._times = times or self._times
-        if loads:
-            for cpu, load in loads.items():
-                values[self._key("cpu_load_ratio", "cpu", cpu)] = load
-            values["cpu_total_load_ratio"] = sum(loads.values()) / len(loads)
-        for cpu, path in self._freq_files:
-            khz = procs.read_int(path)
-            if khz is not None and 0 < khz < 10**8:
-                values[self._key("cpu_freq_hz", "cpu", cpu)] = khz * 1000.0
-        values.update(memory(self.root) or {})
-        for zone, celsius in read_temperatures(self._temp_files).items():
-            values[self._key("temperature_celsius", "zone", zone)] = celsius
+        owned = self.owned_elsewhere()  # what another source writes is not even read here
+        if not owned >= CPU_LOAD:
+            times = cpu_times(self.root)
+            loads = cpu_loads(self._times, times)
+            self._times = times or self._times
+            if loads:
+                for cpu, load in loads.items():
+                    values[self._key("cpu_load_ratio", "cpu", cpu)] = load
+                values["cpu_total_load_ratio"] = sum(loads.values()) / len(loads)
+        if "cpu_freq_hz" not in owned:
+            for cpu, path in self._freq_files:
+                khz = procs.read_int(path)
+                if khz is not None and 0 < khz < 10**8:
+                    values[self._key("cpu_freq_hz", "cpu", cpu)] = khz * 1000.0
+        if not owned >= MEMORY:
+            values.update(memory(self.root) or {})
+        if "temperature_celsius" not in owned:
+            for zone, celsius in read_temperatures(self._temp_files).items():
+                values[self._key("temperature_celsius", "zone", zone)] = celsius
         values.update(loadavg(self.root) or {})
         values["host_logical_cpus"] = float(os.cpu_count() or 0)
-        owned = self.owned_elsewhere()
         if owned:
             values = {k: v for k, v in values.items() if k.partition("{")[0] not in owned}
         records = [values_record(now, self.name, values)]

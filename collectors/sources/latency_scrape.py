@@ -4,8 +4,8 @@ Into the same series the latency proxy publishes (collectors.proxy.series), as m
 scrape interval (Δsum / Δcount between two reads; the first read is the baseline). Which of a
 runtime's metrics map to which series is its kind's `scrape` (collectors/runtimes/<kind>.py); the
 kinds that have one are `collectors.runtimes.scrape_kinds()`. Readings of a runtime's /metrics are
-shared with the runtimes source within one agent tick (llama-server resets its tok/s gauges on
-every read). Extra series: requests_total{model,runtime} (the runtime's counter),
+shared with the runtimes source within one agent tick (some runtimes reset their gauges on every
+read). Extra series: requests_total{model,runtime} (the runtime's counter),
 request_compute_seconds, runtime_iteration_seconds, latency_scrape_up{runtime}.
 
 Configured like the runtimes source: entries of the THOXDASH_AGENT_RUNTIMES file with

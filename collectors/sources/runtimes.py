@@ -14,7 +14,7 @@ Events: runtime_started / runtime_stopped, model_loaded / model_unloaded when th
 
 Matching: a process belongs to a runtime when its comm or argv[0] basename is in `names`, or a
 `cmdline` / `cgroup` / `container` regex matches; its descendants follow it. When several runtimes
-of one kind match a process (two llama-servers), the one whose URL port is the port the process
+of one kind match a process (two servers of one kind), the one whose URL port is the port the process
 listens on (its kind's `port_of(argv)`, e.g. `--port`) takes it; a process no port decides
 follows its parent, else the first match. The defaults come from the runtime registry
 (collectors.runtimes.KINDS: names, command lines, default URL and ceiling). Config: a JSON file

@@ -33,9 +33,12 @@
       default: return String(d[key] || "").toLowerCase();
     }
   }
+  // header names, shown beside each value when the table is stacked on a phone
+  var LABELS = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
   function cell(tr, text, cls) {
     var td = document.createElement("td");
     td.textContent = text;
+    td.dataset.label = LABELS[tr.cells.length] || "";
     if (cls) td.className = cls;
     tr.appendChild(td);
     return td;

@@ -21,7 +21,8 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         add = sub.add_parser("add", help="add a webhook")
         add.add_argument("url")
-        add.add_argument("--format", choices=[f for f, _ in Webhook.FORMATS], default="json")
+        add.add_argument("--format", choices=[f for f, _ in Webhook.FORMATS], default="json",
+                         help="body format; alertmanager-api pushes into an Alertmanager at URL/api/v2/alerts")
         add.add_argument("--secret", default="", help="HMAC-SHA256 key for the X-Thoxdash-Signature header")
         add.add_argument("--min-severity", choices=[s for s, _ in Webhook.SEVERITIES], default="warning")
         lst = sub.add_parser("list", help="list webhooks and their last delivery")
