@@ -10,6 +10,7 @@ against lives here or in the device config.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from collectors.runtimes import default_ceilings, get_kind
@@ -74,9 +75,22 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "isolated_cpus": str, "want_locked_clocks": bool}
 
 
-def clean(config: Any) -> dict[str, Any]:
-    """A config as published by a device: known fields of the wrong type are dropped (a junk value
-    from a device must not stop its rules), list entries that are not objects too."""
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """A device-published threshold of the type its default has (a number where a number goes)."""
+    if default is None or isinstance(default, (int, float)):
+        return _number(value)
+    return isinstance(value, type(default))
+
+
+def clean(config: Any, device: bool = False) -> dict[str, Any]:
+    """A config as published: known fields of the wrong type are dropped, list entries that are not
+    objects too. With `device` (what a device publishes, unlike Settings, is not validated by a
+    form), thresholds, throttle points and `for` values that are not numbers are dropped as well:
+    a junk value from a device must not stop its rules."""
     if not isinstance(config, dict):
         return {}
     out = {}
@@ -86,6 +100,12 @@ def clean(config: Any) -> dict[str, Any]:
             continue
         if key in _LIST_FIELDS:
             value = [dict(v) for v in value if isinstance(v, dict)]
+        if device and key == "thresholds":
+            value = {k: v for k, v in value.items()
+                     if k in ("for_s", "throttle_celsius") and isinstance(v, dict)
+                     or k not in DEFAULT_THRESHOLDS or _fits(DEFAULT_THRESHOLDS[k], v)}
+        if device and key in ("throttle_celsius", "for_s"):
+            value = {str(k): v for k, v in value.items() if _number(v)}
         out[key] = copy.deepcopy(value)
     return out
 
@@ -115,7 +135,7 @@ def resolve(device: Any, override: Any = None, *, board: Any = None,
     when it is set (an empty value or `want_locked_clocks: false` in Settings leaves the device's
     own). `thresholds` are deployment defaults under both (e.g. THOXDASH_STALE_AFTER_S); `board`
     (the registration/recording header's board) picks default thermal trip points."""
-    out = clean(device)
+    out = clean(device, device=True)
     over = clean(override)
     # Settings keep throttle points and `for` inside its thresholds: they override per key too
     for key in ("throttle_celsius", "for_s"):

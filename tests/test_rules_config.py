@@ -151,3 +151,11 @@ def test_settings_thresholds_override_throttle_points_and_for_per_key():
     cfg = resolve(device, {"thresholds": {"throttle_celsius": {"gpu": 90.0}, "for_s": {"swap_in_use": 5}}})
     assert cfg["throttle_celsius"] == {"gpu": 90.0, "cpu": 96.0}
     assert cfg["for_s"]["thermal_throttling"] == 10 and cfg["for_s"]["swap_in_use"] == 5
+
+
+def test_junk_numbers_from_a_device_are_dropped_not_fatal():
+    cfg = resolve({"thresholds": {"window_s": "abc", "stale_after_s": 20, "irq_ignore": "LOC"},
+                   "throttle_celsius": {"gpu": "hot", "cpu": 95}, "for_s": {"swap_in_use": None}}, None)
+    assert cfg["thresholds"]["window_s"] == 300 and cfg["thresholds"]["stale_after_s"] == 20
+    assert isinstance(cfg["thresholds"]["irq_ignore"], list)
+    assert cfg["throttle_celsius"] == {"cpu": 95} and cfg["for_s"]["swap_in_use"] == 0.0
