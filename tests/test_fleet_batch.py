@@ -170,6 +170,8 @@ def test_a_silent_device_fires_device_down_and_its_other_alerts_go_stale(store, 
     assert firing(device) == ["device_down", "runtime_memory_over_ceiling"]
     body = admin_client.get("/api/alerts", {"device": device}).json()
     assert {a["rule"]: a["stale"] for a in body} == {"device_down": False, "runtime_memory_over_ceiling": True}
+    page = admin_client.get("/alerts/", {"device": device}).content.decode()
+    assert page.count("stale (device down)") == 1
     store.publish(device, [{"ts": now + 401, "source": "jtop", "values": {KEY: 2.0e9}}])
     back = evaluate_batch(store, [device], now + 401).results[device]
     assert sorted(a.rule for a in back["resolved"]) == ["device_down", "runtime_memory_over_ceiling"]
