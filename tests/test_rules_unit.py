@@ -177,3 +177,16 @@ def test_a_discrete_gpu_throttling_for_heat_says_so_through_nvml():
     assert "sw_thermal_slowdown" in found[0].summary and "sw_power_cap" not in found[0].summary
     w.state["throttle_reasons"] = ["sw_power_cap"]  # a power cap is not heat
     assert thermal_throttling(w, cfg(), set()) == []
+
+
+def test_clock_lock_reads_the_tuning_state_the_checklist_reads():
+    from advisors.recommend import run_checks
+    from advisors.rules.thermal import gpu_clock_not_locked
+
+    state = {"clocks_locked": {"cpu": True, "gpu": False, "emc": True}}
+    config = {**cfg(), "want_locked_clocks": True}
+    found = gpu_clock_not_locked(Window(now=1, state=state), config, set())
+    assert [f.rule for f in found] == ["gpu_clock_not_locked"] and "jetson_clocks is not active" in found[0].summary
+    assert next(c for c in run_checks(state, {}) if c["check"] == "clocks_locked")["status"] != "ok"
+    state["clocks_locked"]["gpu"] = True
+    assert gpu_clock_not_locked(Window(now=1, state=state), config, set()) == []

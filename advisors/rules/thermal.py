@@ -133,6 +133,8 @@ def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str
     t = config["thresholds"]
     flag = window.last("jetson_clocks_active")
     state = window.state.get("jetson_clocks", window.state.get("clocks_locked"))
+    if isinstance(state, dict):  # the tuning source's per-domain reading, as the checklist reads it
+        state = state.get("gpu")
     reason = ""
     if flag is not None:
         if flag < 0.5:
