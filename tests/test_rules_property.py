@@ -83,7 +83,7 @@ def healthy_recordings(draw: st.DrawFn) -> Recording:
     return Recording(header={"device": "noise", "config": CONFIG}, records=records)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(healthy_recordings())
 def test_noise_only_recordings_fire_nothing(recording):
     alerts = evaluate_recording(recording)
