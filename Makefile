@@ -4,26 +4,32 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Hashed, universal (Python 3.10 and up) lock of `.[server,dev,postgres]` from PyPI: `make lock` refreshes it.
+# Hashed, universal (Python 3.10 and up) locks from PyPI, refreshed by `make lock`: requirements.lock
+# (`.[server,postgres]`: what install.sh and the Dockerfiles install) and requirements-dev.lock (the
+# same pins plus `.[dev]`: what `make setup` installs).
 LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
 
 .PHONY: setup run test test-py310 lint lock demo browser tools llama-server clean
 
 setup: $(STAMP)
 	@$(PY) scripts/ensure_plotly.py
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
 	$(PY) -m pip install -q --no-deps -e '.[server,dev]'
 	@touch $(STAMP)
 
-# Re-resolve the lock from pyproject.toml (newest releases within its ranges), with hashes.
+# Re-resolve the locks from pyproject.toml (newest releases within its ranges), with hashes; the dev
+# lock is constrained by the production one, so both pin the same versions of what they share.
+UV_COMPILE := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 --generate-hashes \
+  --index-url https://pypi.org/simple -q
 lock: setup
-	$(VENV)/bin/uv pip compile pyproject.toml --extra server --extra dev --extra postgres --universal \
-	  --python-version 3.10 --generate-hashes --index-url https://pypi.org/simple -q -o $(LOCK)
-	@echo "$(LOCK) refreshed: review the diff, then make setup"
+	$(UV_COMPILE) --extra server --extra postgres -o $(LOCK)
+	$(UV_COMPILE) --extra server --extra dev --extra postgres -c $(LOCK) -o $(DEV_LOCK)
+	@echo "$(LOCK) and $(DEV_LOCK) refreshed: review the diff, then make setup"
 
 browser:
 	@$(PY) scripts/ensure_browser.py

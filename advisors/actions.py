@@ -83,7 +83,8 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
             existing.existing = True  # type: ignore[attr-defined]  # tells the API this is a retry
             return existing
     if not settings.AGENT_KEY:
-        raise ActionError("THOXDASH_AGENT_KEY is not set on the server: actions cannot be signed")
+        raise ActionError("THOXDASH_AGENT_MASTER_KEY (or THOXDASH_AGENT_KEY) is not set on the server: "
+                          "actions cannot be signed")
     who = user.username if user is not None and getattr(user, "is_authenticated", False) else origin
     message = signing.build(device, action, clean, origin=origin, requested_by=who, dry_run=dry_run, ttl_s=TTL_S,
                             request_id=request_id)
@@ -91,7 +92,8 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
         device=device, action=action, params=clean, request_id=message["id"], origin=origin,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
-    store.action_queue(device).submit(signing.sign(message, settings.AGENT_KEY))
+    # each device's requests are signed with its own key, derived from the server's master key
+    store.action_queue(device).submit(signing.sign(message, signing.derive_key(settings.AGENT_KEY, device)))
     return row
 
 
@@ -127,7 +129,7 @@ def executor_status(store: TelemetryStore, device: str, now: float | None = None
         return {"ok": False, "reason": f"the device's agent stopped reading actions {_ago(idle_s)} ago "
                                        "(is it still running?)"}
     return {"ok": True, "reason": "the device's agent reads actions; if a request still expires, check "
-                                  "that it runs with the same THOXDASH_AGENT_KEY as the server"}
+                                  "that it runs with its own key derived by the server (manage.py enroll_device)"}
 
 
 def _ago(seconds: float) -> str:

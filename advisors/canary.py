@@ -13,9 +13,11 @@ the latency proxy, plus values `canary_decode_tokens_per_second{model,runtime}`,
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,13 +43,39 @@ def build_request(kind: str, model: str, prompt: str, max_tokens: int) -> tuple[
     return found.canary(model, prompt, max_tokens)
 
 
+def base_url_problem(url: str, allowed_hosts: Iterable[str] = ()) -> str | None:
+    """Why `url` may not be a runtime's base URL for server-side checks, or None: http(s) only, no
+    user info, query or fragment (which would change the path the check POSTs to), and, when
+    `allowed_hosts` is given (THOXDASH_CANARY_ALLOWED_HOSTS, `*` globs), a host in it."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not carry user info"
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        return "must not have a query or fragment"
+    allowed = [h for h in allowed_hosts if h]
+    if allowed and not any(fnmatch.fnmatchcase(host.lower(), pattern.lower()) for pattern in allowed):
+        return f"host {host} is not in THOXDASH_CANARY_ALLOWED_HOSTS"
+    return None
+
+
 def speed_check(url: str, kind: str, model: str, *, runtime: str | None = None, prompt: str = DEFAULT_PROMPT,
                 max_tokens: int = DEFAULT_MAX_TOKENS, timeout_s: float = 120.0,
-                client: httpx.Client | None = None) -> list[dict[str, Any]]:
+                client: httpx.Client | None = None, allowed_hosts: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Run one check; return its records. Failures are records too, never exceptions."""
     runtime = runtime or kind
     path, body = build_request(kind, model, prompt, max_tokens)
     req: dict[str, Any] = {"runtime": runtime, "model": model, "endpoint": path, "canary": True}
+    problem = base_url_problem(url, allowed_hosts)
+    if problem:  # refused before any connection (no request to an arbitrary host or path)
+        req.update({"error": f"runtime URL refused: {problem}", "total_s": 0.0})
+        return records_for(req, time.time())
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)))
     st: StreamTiming | None = None

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from collectors.runtimes import default_ceilings, get_kind
-from collectors.text import is_uint
+from collectors.text import cpus_in
 
 DEFAULT_CEILINGS_BYTES = {kind: int(ceiling) for kind, ceiling in default_ceilings().items()}  # the registry
 
@@ -196,19 +196,7 @@ def runtime_priority(config: dict[str, Any], runtime: str) -> str:
     return "background"
 
 
-MAX_CPUS = 4096  # as collectors/sources/irq.py: a range from a device never expands without bound
-
-
 def parse_cpulist(text: str | None) -> set[str]:
-    """`"4-7,9"` -> {"4", "5", "6", "7", "9"}; empty or malformed parts are ignored, CPUs from
-    MAX_CPUS on too."""
-    out: set[str] = set()
-    for part in str(text or "").replace(" ", "").split(","):
-        lo, _, hi = part.partition("-")
-        if not is_uint(lo) or (hi and not is_uint(hi)):
-            continue
-        first, last = int(lo), int(hi or lo)
-        if first >= MAX_CPUS:
-            continue
-        out.update(str(n) for n in range(first, min(last, MAX_CPUS - 1) + 1))
-    return out
+    """`"4-7,9"` -> {"4", "5", "6", "7", "9"}; malformed parts and CPUs >= 4096 are ignored
+    (bounded: collectors.text.cpus_in)."""
+    return {str(n) for n in cpus_in(str(text or ""))}

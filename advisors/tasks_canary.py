@@ -57,7 +57,7 @@ def run_check(store: TelemetryStore, device: str, check: dict[str, Any]) -> dict
         check["url"], check["kind"], check["model"], runtime=check["runtime"],
         prompt=check.get("prompt") or settings.CANARY_PROMPT,
         max_tokens=int(check.get("max_tokens") or settings.CANARY_MAX_TOKENS),
-        timeout_s=settings.CANARY_TIMEOUT_S)
+        timeout_s=settings.CANARY_TIMEOUT_S, allowed_hosts=settings.CANARY_ALLOWED_HOSTS)
     store.publish(device, records)
     return records[0]["request"]
 

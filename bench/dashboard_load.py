@@ -137,6 +137,9 @@ def page_load(stack: Stack, runs: int = 5) -> list[dict[str, float]]:
                 executable_path=chromium(),
                 headless=True,
                 viewport={"width": 1366, "height": 768},
+                # bypass_csp: wait_for_function evals in the page, which the CSP forbids (checked
+                # under the real CSP in tests/test_hostile_devices.py)
+                bypass_csp=True,
                 args=[
                     "--no-sandbox",
                     "--disable-gpu",

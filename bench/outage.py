@@ -92,7 +92,8 @@ class Probes:
                     pass
             try:
                 if not queued[0]:
-                    self.store.action_queue(device).submit(signing.sign(message, MakeRun.KEY))
+                    own_key = signing.derive_key(MakeRun.KEY, device)  # the agent's own key (run.sh)
+                    self.store.action_queue(device).submit(signing.sign(message, own_key))
                     queued[0] = True
                 if not breached[0]:
                     breach(self.store, alert_device)
@@ -135,7 +136,9 @@ def part1(outage_s: float) -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            context = browser.new_context()
+            # bypass_csp: wait_for_function evals in the page, which the CSP forbids (checked
+            # under the real CSP in tests/test_hostile_devices.py)
+            context = browser.new_context(bypass_csp=True)
             context.add_cookies([{"name": "sessionid", "value": cookie, "url": run.url}])
             page = context.new_page()
             page.goto(run.url + f"/devices/{MakeRun.DEVICE}/")

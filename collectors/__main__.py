@@ -110,7 +110,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     else:
         attach_executor(agent, root=root)
     stop = _stop_event()
-    logging.info("agent %s: %d sources, publishing to %s", args.device, len(sources), args.redis)
+    logging.info("agent %s: %d sources, publishing to %s", args.device, len(sources), redact_url(args.redis))
     agent.run(stop)
     return 0
 
@@ -267,9 +267,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def redact_url(url: str) -> str:
+    """A Redis URL fit for logs: the password replaced."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _password_on_argv(argv: list[str]) -> bool:
+    from urllib.parse import urlsplit
+
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--redis=") else (
+            argv[i + 1] if arg == "--redis" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                if urlsplit(value).password:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("THOXDASH_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if _password_on_argv(sys.argv[1:] if argv is None else argv):
+        print("error: --redis carries a password, which every local user can read on the command line: "
+              "put the URL in REDIS_URL (the environment or an EnvironmentFile) instead", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     from collectors.recording import RecordingError
     from collectors.sources.registry import AgentConfigError

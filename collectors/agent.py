@@ -16,6 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
+from collectors import bounds
 from collectors.buffer import OutboxBuffer
 from collectors.series import series_key
 from collectors.sources.base import Source, SourceStatus
@@ -38,6 +39,7 @@ class Agent:
         self.source_timeout = source_timeout
         self.board = board or {}
         self.status: dict[str, SourceStatus] = {s.name: SourceStatus() for s in sources}
+        self.rejected: dict[str, int] = {}  # fields dropped over the bounds, per source (cumulative)
         self._next_due: dict[str, float] = {s.name: 0.0 for s in sources}
         self._running: dict[str, tuple[Future[list[dict[str, Any]]], float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(8, len(sources))), thread_name_prefix="source")
@@ -90,13 +92,35 @@ class Agent:
                 continue
             del self._running[name]
             self._mark(name, True, "", now)
-            records.extend(out or [])
+            records.extend(self._bounded(name, out or []))
         if fresh or self._status_due(now):  # the status record: with each sampling round, not per tick
             records.append(self._status_record(now))
         if self.device_state and now - self._state_at >= STATE_EVERY_S:  # its config, once a minute
             self._state_at = now
             records.append({"ts": now, "source": "device_config", "state": self.device_state})
         return records
+
+    def _bounded(self, name: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A source's records within what a device may claim (collectors/bounds.py): fields over a
+        bound are dropped, counted per source (`agent_source_rejected_total{source}`) and logged."""
+        out = []
+        for record in records:
+            if not isinstance(record, dict):
+                self.rejected[name] = self.rejected.get(name, 0) + 1
+                continue
+            if isinstance(record.get("values"), dict):
+                clean, why = bounds.clean_values(record["values"])
+                record = {**record, "values": clean}
+            elif isinstance(record.get("state"), dict):
+                clean, why = bounds.clean_state(record["state"])
+                record = {**record, "state": clean}
+            else:
+                why = []
+            if why:
+                self.rejected[name] = self.rejected.get(name, 0) + len(why)
+                log.warning("source %s: dropped %d field(s) over the bounds: %s", name, len(why), "; ".join(why[:3]))
+            out.append(record)
+        return out
 
     def _status_due(self, now: float) -> bool:
         return now - self._last_status >= 1.0
@@ -114,6 +138,8 @@ class Agent:
     def _status_record(self, now: float) -> dict[str, Any]:
         self._last_status = now
         values = {series_key("agent_source_up", source=n): 1.0 if s.ok else 0.0 for n, s in self.status.items()}
+        values.update({series_key("agent_source_rejected_total", source=n): float(self.rejected.get(n, 0))
+                       for n in self.status})
         values["agent_buffered_records"] = float(len(self.buffer))
         values["agent_dropped_records_total"] = float(self.buffer.dropped)
         return {"ts": now, "source": "agent", "values": values}
@@ -132,7 +158,7 @@ class Agent:
             return False  # backing off; a new store is tried at once
         try:
             if not self.registered:
-                store.register_device(self.device, board=self.board)
+                store.report_device(self.device, board=self.board)
                 self.registered = True
             self.published += self.buffer.flush(lambda chunk: store.publish(self.device, chunk))
             self._backoff, self._failed_store = 0.0, None

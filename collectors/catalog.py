@@ -193,6 +193,8 @@ METRICS = (
     # -- the agent itself -------------------------------------------------------------------------
     Metric("agent_source_up", "1", "1 while the agent's source last collected without error.", ("agent",),
            labels=("source",)),
+    Metric("agent_source_rejected_total", "1", "Fields of a source's records the agent dropped as over the bounds "
+           "of what a device may claim (collectors/bounds.py).", ("agent",), labels=("source",), type="counter"),
     Metric("agent_buffered_records", "1", "Records waiting in the agent's outbox.", ("agent",)),
     Metric("agent_dropped_records_total", "1", "Records the agent's outbox dropped when full.", ("agent",),
            type="counter"),

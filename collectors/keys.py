@@ -2,7 +2,9 @@
 tests isolate themselves). Nothing else builds a key string.
 
 Global keys:
-  {p}devices                 hash   device id -> JSON {board, kind, last_seen, notes}
+  {p}devices                 hash   the device registry, server-owned (collectors/registry.py):
+                                    device id -> JSON {board, notes, enrolled, ...}; device Redis
+                                    users have no access to it (deploy/redis ACL)
   {p}lock:{name}             string a short-lived lock (SET NX EX), e.g. `lock:notify-sweep`
 Per device (`{p}dev:{id}:...`):
   telemetry                  stream values + state records (field `j`: the record as JSON)
@@ -19,6 +21,7 @@ Per device (`{p}dev:{id}:...`):
   rollup:{step}              stream per-step means for long ranges (written by Celery)
   admission                  hash   "runtime" or "runtime/model" -> JSON admission limits the
                                     latency proxy enforces (max_concurrency, max_queue, ...)
+  info                       string JSON {board}: what the device reports about itself (its own key)
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class Keys:
     @property
     def admission(self) -> str:
         return self.stream("admission")
+
+    @property
+    def info(self) -> str:
+        return self.stream("info")
 
     def rollup(self, step_s: int) -> str:
         return self.stream(f"rollup:{step_s}")

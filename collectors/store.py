@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 
+from collectors import bounds, registry
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
 from collectors.keys import DEVICE_ID as DEVICE_ID
@@ -113,16 +114,19 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def decode_state(raw: dict[str, str]) -> dict[str, Any]:
-    """A device's state hash (field -> JSON text) as values; text that is not JSON stays text."""
+    """A device's state hash (field -> JSON text) as values; text that is not JSON stays text.
+    Fields over the bounds of what a device may claim (collectors/bounds.py) are dropped."""
     state: dict[str, Any] = {}
     for k, v in raw.items():
         if k == "__ts":
             continue
+        if len(v) > bounds.MAX_STATE_FIELD_CHARS:
+            continue  # over the bound: dropped unread
         try:
             state[k] = json.loads(v, parse_constant=_no_constant)
-        except ValueError:  # not JSON (or NaN/Infinity, which JSON has not): kept as text
+        except (ValueError, RecursionError):  # not JSON (or NaN/Infinity, which JSON has not): kept as text
             state[k] = v
-    return state
+    return bounds.clean_state(state)[0]
 
 
 def _no_constant(name: str) -> Any:
@@ -180,30 +184,49 @@ class TelemetryStore:
     def register_device(self, device: str, **meta: Any) -> None:
         check_device_id(device)
         key = self.global_keys.devices
-        current = self.r.hget(key, device)
-        info = json.loads(current) if current else {}
+        info, _why = registry.parse_entry(device, self.r.hget(key, device) or "{}")
+        info = info or {}
         info.update({k: v for k, v in meta.items() if v is not None})
         info.setdefault("last_seen", None)
         self.r.hset(key, device, dumps(info))
 
+    def report_device(self, device: str, board: dict[str, Any] | None = None) -> bool:
+        """What an agent or proxy says about itself: its board into its own key
+        (`dev:{id}:info`), and the registry entry where its Redis user may write it (development,
+        the server's local agent). In a fleet the registry is server-owned (enrollment): the device
+        user is refused there, which is expected; returns whether the registry was written."""
+        check_device_id(device)
+        if board is not None:
+            self.r.set(self.keys(device).info, dumps({"board": registry.clean_board(board)}))
+        try:
+            self.register_device(device, **({"board": board} if board is not None else {}))
+        except redis.exceptions.NoPermissionError:
+            return False
+        return True
+
+    def registry(self) -> registry.Registry:
+        """The registry, validated: invalid entries skipped and reported (collectors/registry.py)."""
+        return registry.read(self.r, self.prefix)
+
     def devices(self) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(self.global_keys.devices)
-        names = sorted(raw)
+        reg = self.registry()
+        names = sorted(reg.devices)
         pipe = self.r.pipeline(transaction=False)
         for device in names:
             pipe.hget(self.keys(device).latest, "__ts")
+            pipe.getrange(self.keys(device).info, 0, registry.MAX_ENTRY_BYTES)
+        replies = pipe.execute() if names else []
         out = {}
-        for device, last in zip(names, pipe.execute() if names else [], strict=True):
-            try:
-                out[device] = json.loads(raw[device])
-            except ValueError:
-                out[device] = {}
-            out[device]["last_seen"] = float(last) if last else None
+        for i, device in enumerate(names):
+            last, reported = replies[2 * i], replies[2 * i + 1]
+            out[device] = registry.merge_reported(reg.devices[device], device, reported)
+            out[device]["last_seen"] = _finite(last)
         return out
 
     def device_ids(self) -> list[str]:
-        """The registered device ids, sorted (one HKEYS; what the Celery fan-outs need)."""
-        return sorted(d for d in self.r.hkeys(self.global_keys.devices) if DEVICE_ID.match(d))
+        """The registered device ids, sorted (what the Celery fan-outs need): the valid entries only,
+        the same set devices() and fleet() list (an entry whose value is junk is not evaluated)."""
+        return sorted(self.registry().devices)
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, device: str, records: Iterable[dict[str, Any]]) -> int:
@@ -285,11 +308,41 @@ class TelemetryStore:
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
         (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""
-        devices = sorted(d for d in self.r.hkeys(self.global_keys.devices) if DEVICE_ID.match(d))
+        devices = self.device_ids()
+        return dict(zip(devices, self._bounded_latest(devices), strict=True))
+
+    def _bounded_latest(self, devices: list[str]) -> list[dict[str, str]]:
+        """The latest-values hashes of `devices`, each within the series bound: one HLEN round
+        trip, then HGETALL where the hash is within it and a bounded HSCAN where it is not."""
+        if not devices:
+            return []
+        limit = bounds.MAX_SERIES_PER_DEVICE
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
-            pipe.hgetall(self.keys(device).latest)
-        return dict(zip(devices, pipe.execute(), strict=True))
+            pipe.hlen(self.keys(device).latest)
+        sizes = pipe.execute()
+        pipe = self.r.pipeline(transaction=False)
+        for device, size in zip(devices, sizes, strict=True):
+            if size <= limit + 2:
+                pipe.hgetall(self.keys(device).latest)
+            else:
+                pipe.hscan(self.keys(device).latest, 0, count=limit)
+                pipe.hmget(self.keys(device).latest, ["__ts", REJECTED_FIELD])
+        replies = iter(pipe.execute())
+        out = []
+        for device, size in zip(devices, sizes, strict=True):
+            if size <= limit + 2:
+                raw = next(replies)
+            else:
+                raw = dict(next(replies)[1])
+                for name, value in zip(("__ts", REJECTED_FIELD), next(replies), strict=True):
+                    if value is not None:
+                        raw[name] = value
+            kept, dropped = bounds.clean_latest(raw, limit)
+            if dropped or size > limit + 2:
+                registry.report([f"{device}: series beyond the {limit}-series bound or with reserved names not served"])
+            out.append(kept)
+        return out
 
     def read(
         self,
@@ -415,19 +468,16 @@ class TelemetryStore:
     def fleet(self) -> dict[str, dict[str, Any]]:
         """Every device's registration info and raw latest-values hash in two round trips:
         device -> {"info": {...}, "latest": {series key: value text, "__ts": ...}}."""
-        raw = self.r.hgetall(self.global_keys.devices)
-        devices = sorted(d for d in raw if DEVICE_ID.match(d))
+        reg = self.registry()
+        devices = sorted(reg.devices)
         pipe = self.r.pipeline(transaction=False)
         for device in devices:
-            pipe.hgetall(self.keys(device).latest)
-        out = {}
-        for device, latest in zip(devices, pipe.execute(), strict=True):
-            try:
-                info = json.loads(raw[device])
-            except ValueError:
-                info = {}
-            out[device] = {"info": info if isinstance(info, dict) else {}, "latest": latest}
-        return out
+            pipe.getrange(self.keys(device).info, 0, registry.MAX_ENTRY_BYTES)
+        infos = pipe.execute() if devices else []
+        latest = self._bounded_latest(devices)
+        return {device: {"info": registry.merge_reported(reg.devices[device], device, infos[i]),
+                         "latest": latest[i]}
+                for i, device in enumerate(devices)}
 
     def delete_prefix(self) -> int:
         """Remove every key under this store's prefix (tests; never FLUSHALL)."""

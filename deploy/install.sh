@@ -3,10 +3,11 @@
 #
 #   sudo deploy/install.sh                      # full server + local agent on this box
 #   sudo deploy/install.sh --agent-only \       # a fleet device -> central Redis (TLS + password)
-#        --device orin-nano-017 \
-#        --redis-url 'rediss://agent-orin-nano-017:PASS@redis.example.org:6380/0?ssl_ca_certs=/etc/thoxdash/redis-ca.pem&ssl_cert_reqs=required' \
-#        --agent-key KEY
-#   sudo deploy/install.sh --add-device orin-nano-017   # on the server: Redis ACL user + key for a device
+#        --device orin-nano-017 --credentials /root/orin-nano-017.env
+#   sudo deploy/install.sh --add-device orin-nano-017   # on the server: enroll a device, write its
+#        # credentials file (Redis ACL user + password, its own action key) to copy to the device
+#
+# Secrets never travel on command lines: they are read from files (mode 0600) or the environment.
 #
 # Idempotent: re-running upgrades the code and keeps existing secrets and config.
 set -euo pipefail
@@ -17,8 +18,7 @@ ETC=/etc/thoxdash
 STATE=/var/lib/thoxdash
 MODE=server
 DEVICE="$(hostname | tr -c 'A-Za-z0-9_.\n-' '-' | cut -c1-64)"
-REDIS_URL_ARG=""
-AGENT_KEY=""
+CREDENTIALS=""
 ADD_DEVICE=""
 PYTHON="${PYTHON:-python3}"
 
@@ -27,8 +27,8 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --agent-only) MODE=agent ;;
     --device) DEVICE="$2"; shift ;;
-    --redis-url) REDIS_URL_ARG="$2"; shift ;;
-    --agent-key) AGENT_KEY="$2"; shift ;;
+    --credentials) CREDENTIALS="$2"; shift ;;
+    --redis-url|--agent-key) echo "$1: secrets are not taken on the command line; use --credentials FILE" >&2; exit 2 ;;
     --add-device) MODE=add-device; ADD_DEVICE="$2"; shift ;;
     --prefix) PREFIX="$2"; shift ;;
     -h|--help) usage 0 ;;
@@ -61,17 +61,17 @@ extras() {
   if is_jetson; then echo "jetson"; elif command -v nvidia-smi >/dev/null; then echo "nvml"; fi
 }
 
-install_agent_env() {
+install_agent_env() {  # $1: a file with REDIS_URL= and THOXDASH_AGENT_KEY= lines (never argv)
   mkdir -p "$ETC"; chmod 0755 "$ETC"
-  local env="$ETC/agent.env" url="$1" key="$2"
+  local env="$ETC/agent.env" url key
+  url="$(sed -n 's/^REDIS_URL=//p' "$1" | tail -n1)"
+  key="$(sed -n 's/^THOXDASH_AGENT_KEY=//p' "$1" | tail -n1)"
+  [ -n "$url" ] && [ -n "$key" ] || { echo "$1 needs REDIS_URL= and THOXDASH_AGENT_KEY= lines" >&2; exit 2; }
+  case "$key$url" in *change-me*|*PASSWORD@*) echo "$1 still holds placeholders" >&2; exit 2 ;; esac
   if [ ! -f "$env" ]; then
-    umask 077
-    cat > "$env" <<EOT
-THOXDASH_DEVICE=$DEVICE
-REDIS_URL=$url
-THOXDASH_AGENT_KEY=$key
-THOXDASH_LOG_LEVEL=WARNING
-EOT
+    ( umask 077
+      printf 'THOXDASH_DEVICE=%s\nREDIS_URL=%s\nTHOXDASH_AGENT_KEY=%s\nTHOXDASH_LOG_LEVEL=WARNING\n' \
+        "$DEVICE" "$url" "$key" > "$env" )
   fi
   chmod 0600 "$env"
   getent passwd thoxdash-agent >/dev/null || useradd --system --home /nonexistent --shell /usr/sbin/nologin thoxdash-agent
@@ -85,7 +85,7 @@ write_acl_user() {  # $1 user, $2 password, $3 device ('' for the server user)
   elif [ -z "$3" ]; then
     line="user $1 on #$(sha "$2") ~* &* +@all -@admin -flushall -flushdb -debug -shutdown"
   else
-    line="user $1 on #$(sha "$2") resetkeys ~thox:dev:$3:* ~thox:devices resetchannels -@all +@connection +ping +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack +xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys"
+    line="user $1 on #$(sha "$2") resetkeys ~thox:dev:$3:* resetchannels -@all +@connection +ping +set +xadd +xrange +xrevrange +xlen +xreadgroup +xgroup|create +xack +xautoclaim +hset +hsetnx +hget +hgetall +hdel +hkeys"
   fi
   touch "$acl"; chown redis:redis "$acl" 2>/dev/null || true; chmod 0640 "$acl"
   grep -q '^user default ' "$acl" || echo "user default off" >> "$acl"
@@ -93,10 +93,28 @@ write_acl_user() {  # $1 user, $2 password, $3 device ('' for the server user)
   echo "$line" >> "$acl"
 }
 
+run_manage() {  # as the service user, with the service's environment (plus THOXDASH_ADMIN_PASSWORD if given)
+  # shellcheck disable=SC1091
+  ( set -a; . "$ETC/thoxdash.env"; set +a
+    cd "$PREFIX" && runuser -u thoxdash -- "$PREFIX/.venv/bin/python" "$PREFIX/manage.py" "$@" )
+}
+
+redis_admin() {  # redis-cli as the admin user; the password goes through the environment, not argv
+  # shellcheck disable=SC1091
+  REDISCLI_AUTH="$(. "$ETC/redis.secret"; echo "$ADMIN_PASSWORD")" redis-cli --user thoxdash-admin --no-auth-warning "$@"
+}
+
+# Prints a device's credentials file: its Redis URL (own ACL user) and its own action key.
+device_credentials() {  # $1 device, $2 Redis password, $3 Redis URL host part
+  local key
+  key="$(run_manage enroll_device "$1" -v 0 | sed -n 's/^THOXDASH_AGENT_KEY=//p')"
+  [ -n "$key" ] || { echo "enroll_device $1 issued no action key (THOXDASH_AGENT_MASTER_KEY unset?)" >&2; exit 1; }
+  printf 'REDIS_URL=redis%s://agent-%s:%s@%s\nTHOXDASH_AGENT_KEY=%s\n' "${4:-}" "$1" "$2" "$3" "$key"
+}
+
 case "$MODE" in
 agent)
-  [ -n "$REDIS_URL_ARG" ] || { echo "--agent-only needs --redis-url (rediss://user:pass@central:6380/0?...)" >&2; exit 2; }
-  [ -n "$AGENT_KEY" ] || { echo "--agent-only needs --agent-key (from: install.sh --add-device on the server)" >&2; exit 2; }
+  [ -r "$CREDENTIALS" ] || { echo "--agent-only needs --credentials FILE (from: install.sh --add-device on the server)" >&2; exit 2; }
   apt_install python3-venv ca-certificates
   install_code
   # No Django, Celery or Plotly on the device: `pip install .` is the agent and its few dependencies.
@@ -105,22 +123,23 @@ agent)
     jetson) "$PREFIX/.venv/bin/pip" install -q "$("$PREFIX/deploy/jetson-stats-spec.sh")" ;;  # the host jtop service's version
     nvml) "$PREFIX/.venv/bin/pip" install -q 'nvidia-ml-py>=12.535,<14' ;;
   esac
-  install_agent_env "$REDIS_URL_ARG" "$AGENT_KEY"
+  install_agent_env "$CREDENTIALS"
   systemctl daemon-reload
   systemctl enable --now thoxdash-agent.service
   echo "agent $DEVICE installed; check: journalctl -u thoxdash-agent -f"
   ;;
 add-device)
   [[ "$ADD_DEVICE" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]] || { echo "invalid device id: $ADD_DEVICE" >&2; exit 2; }
-  pass="$(rand)"; key="$(rand)"
+  pass="$(rand)"
   write_acl_user "agent-$ADD_DEVICE" "$pass" "$ADD_DEVICE"
-  # shellcheck disable=SC1091
-  redis-cli --user thoxdash-admin --pass "$(. "$ETC/redis.secret"; echo "$ADMIN_PASSWORD")" --no-auth-warning ACL LOAD >/dev/null
-  echo "device $ADD_DEVICE: Redis user agent-$ADD_DEVICE"
-  echo "  redis password: $pass"
-  echo "  agent key:      $key   (also enter it for this device in ThoxDash settings)"
-  echo "on the device: sudo deploy/install.sh --agent-only --device $ADD_DEVICE --agent-key $key \\"
-  echo "  --redis-url 'rediss://agent-$ADD_DEVICE:$pass@$(hostname -f):6380/0?ssl_ca_certs=/etc/thoxdash/redis-ca.pem&ssl_cert_reqs=required'"
+  redis_admin ACL LOAD >/dev/null
+  creds="$ETC/devices/$ADD_DEVICE.env"
+  install -d -m 0700 "$ETC/devices"
+  ( umask 077; device_credentials "$ADD_DEVICE" "$pass" \
+      "$(hostname -f):6380/0?ssl_ca_certs=/etc/thoxdash/redis-ca.pem&ssl_cert_reqs=required" s > "$creds" )
+  echo "device $ADD_DEVICE enrolled: Redis user agent-$ADD_DEVICE, its own action key"
+  echo "  credentials (0600): $creds -- copy it to the device over a secure channel, then there:"
+  echo "  sudo deploy/install.sh --agent-only --device $ADD_DEVICE --credentials /root/$ADD_DEVICE.env"
   ;;
 server)
   apt_install python3-venv redis-server nginx-light openssl ca-certificates
@@ -162,20 +181,17 @@ server)
     sed -e "s|^THOXDASH_SECRET_KEY=.*|THOXDASH_SECRET_KEY=$(rand)$(rand)|" \
         -e "s|^REDIS_URL=.*|REDIS_URL=redis://thoxdash:$SERVER_PASSWORD@127.0.0.1:6379/0|" \
         -e "s|^THOXDASH_METRICS_TOKEN=.*|THOXDASH_METRICS_TOKEN=$(rand)|" \
-        -e "s|^THOXDASH_AGENT_KEY=.*|THOXDASH_AGENT_KEY=${AGENT_KEY:-$(rand)}|" \
+        -e "s|^THOXDASH_AGENT_MASTER_KEY=.*|THOXDASH_AGENT_MASTER_KEY=$(rand)|" \
         -e "s|thoxdash.example.org|$(hostname -f)|g" \
         "$PREFIX/deploy/env/thoxdash.env.example" > "$ETC/thoxdash.env"
     chgrp thoxdash "$ETC/thoxdash.env"
   fi
-  agent_key="$(sed -n 's/^THOXDASH_AGENT_KEY=//p' "$ETC/thoxdash.env")"
-  install_agent_env "redis://agent-$DEVICE:$AGENT_PASSWORD@127.0.0.1:6379/0" "$agent_key"
   # Database, static files, admin user.
-  run_manage() {  # as the service user, with the service's environment (plus THOXDASH_ADMIN_PASSWORD if given)
-    # shellcheck disable=SC1091
-    ( set -a; . "$ETC/thoxdash.env"; set +a
-      cd "$PREFIX" && runuser -u thoxdash -- "$PREFIX/.venv/bin/python" "$PREFIX/manage.py" "$@" )
-  }
   run_manage migrate --noinput -v 0
+  # The local agent: enrolled like any device, with its own Redis user and derived action key.
+  ( umask 077; device_credentials "$DEVICE" "$AGENT_PASSWORD" "127.0.0.1:6379/0" > "$ETC/local-agent.cred" )
+  install_agent_env "$ETC/local-agent.cred"
+  rm -f "$ETC/local-agent.cred"
   # The Plotly partial bundle (pinned, sha512-checked; without network the full bundle is served).
   "$PREFIX/.venv/bin/python" "$PREFIX/scripts/ensure_plotly.py" || true
   run_manage collectstatic --noinput -v 0

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
-# Isolate this run's keys before Django reads its settings.
-RUN_PREFIX = os.environ.setdefault("THOXDASH_REDIS_PREFIX", f"thoxtest:{uuid.uuid4().hex[:8]}:")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+import pytest
+from hypothesis import settings as hypothesis_settings
 
-import contextlib  # noqa: E402
+from collectors.store import StoreUnavailable, TelemetryStore, connect, ping
 
-import pytest  # noqa: E402
-from hypothesis import settings as hypothesis_settings  # noqa: E402
-
-from collectors.store import StoreUnavailable, TelemetryStore, connect, ping  # noqa: E402
+# The prefix and database were chosen by tests/isolation.py (a `-p` plugin: before Django's settings).
+from tests.isolation import LIVE_PREFIX, RUN_PREFIX, live_keys
 
 # Property tests explore new random inputs on developers' machines; CI (.ci/run sets CI=1) replays a
 # fixed derandomized set so that a red CI run is always reproducible with the same command.
@@ -47,6 +45,29 @@ def _cleanup_run_prefix():
     yield
     with contextlib.suppress(StoreUnavailable):
         TelemetryStore(connect(os.environ["REDIS_URL"]), prefix=RUN_PREFIX).delete_prefix()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No key under the live prefix may appear in the test database (SCAN; nothing else runs there
+    under `thox:`): a run that wrote one fails, naming the keys."""
+    try:
+        leaked = sorted(live_keys(os.environ["REDIS_URL"], LIVE_PREFIX))
+    except Exception:  # Redis gone: the tests that needed it already failed
+        return
+    if leaked:
+        session.config.stash[_LEAKED] = leaked
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_LEAKED = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    leaked = config.stash.get(_LEAKED, None)
+    if leaked:
+        terminalreporter.write_line(
+            f"FAILED isolation: {len(leaked)} key(s) under the live prefix {LIVE_PREFIX!r} in the test "
+            f"database: {', '.join(leaked[:10])}", red=True)
 
 
 @pytest.fixture(scope="session")

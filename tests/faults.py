@@ -182,7 +182,7 @@ class MakeRun:
     database, run dir and key prefix; the agent reads a fake device tree (`agent_root`)."""
 
     DEVICE = "fault-host"
-    KEY = "fault-run-agent-key"
+    KEY = "fault-run-agent-key"  # the server's master key (run.sh derives the agent's own from it)
     PASSWORD = "admin-pass-123"
 
     def __init__(self, tmp: Path, redis_url: str):
@@ -195,7 +195,7 @@ class MakeRun:
                     "THOXDASH_REDIS_PREFIX": self.prefix, "THOXDASH_RUN_DIR": str(tmp / "run"),
                     "THOXDASH_PORT": str(self.port), "THOXDASH_ADMIN_PASSWORD": self.PASSWORD,
                     "THOXDASH_SECRET_KEY": "test-secret-key-for-the-fault-run-only-0123456789",
-                    "THOXDASH_AGENT_KEY": self.KEY, "THOXDASH_METRICS_TOKEN": "fault-run-token",
+                    "THOXDASH_AGENT_KEY": self.KEY, "THOXDASH_METRICS_TOKEN": "fault-run-scrape-token",
                     "THOXDASH_LIVE_PART_BYTES": "2048",  # snapshots in several parts, as a big device's
                     "THOXDASH_DEVICE": self.DEVICE, "THOXDASH_AGENT_ROOT": str(self.root),
                     "DJANGO_SETTINGS_MODULE": "thoxdash.settings", "PYTHONPATH": str(ROOT_DIR)}

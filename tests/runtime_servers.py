@@ -194,9 +194,16 @@ def llamacpp_routes(state: LlamaState) -> dict[tuple[str, str], Handler]:
         if state.router:
             return js(200, {"object": "list", "data": [
                 {"id": m, "object": "model", "status": {"value": s}} for m, s in state.router.items()]})
-        return js(200, {"object": "list", "data": [
-            {"id": state.single_model, "object": "model", "owned_by": "llamacpp",
-             "meta": {"n_params": 1543714304, "size": 1117320736}}]})
+        # the real single-model shape (recorded answers): an Ollama-style `models` list, then `data`
+        name = state.single_model
+        return js(200, {"models": [{"name": name, "model": name, "modified_at": "", "size": "", "digest": "",
+                                    "type": "model", "description": "", "tags": [""], "capabilities": ["completion"],
+                                    "parameters": "", "details": {"format": "gguf"}}],
+                        "object": "list", "data": [
+            {"id": name, "aliases": [name], "tags": [], "object": "model", "created": 1795986546,
+             "owned_by": "llamacpp", "meta": {"vocab_type": 2, "n_vocab": 151936, "n_ctx": 4096, "n_ctx_train": 32768,
+                                              "n_embd": 1536, "n_params": 1543714304, "size": 1117320736,
+                                              "ftype": "Q4_K - Medium"}}]})
 
     def unload(req: Request) -> Reply:
         if not state.router:
@@ -232,10 +239,21 @@ def triton_routes(models: dict[str, str]) -> dict[tuple[str, str], Handler]:
                                               ("POST", "/v2/repository/index"): index}
     for name in list(models):
         def stats(req: Request, name: str = name) -> Reply:
-            return js(200, {"model_stats": [{"name": name, "version": "1", "inference_count": 10,
-                                             "inference_stats": {"success": {"count": 10, "ns": 12345678}},
-                                             "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 52428800},
-                                                              {"type": "CPU", "id": 0, "byte_size": 1048576}]}]})
+            # $model_stat of extension_statistics.md (c203d37); memory_usage is a later servers' field
+            zero = {"count": 0, "ns": 0}
+            return js(200, {"model_stats": [{
+                "name": name, "version": "1", "last_inference": 1795000000000, "inference_count": 10,
+                "execution_count": 10,
+                "inference_stats": {"success": {"count": 10, "ns": 12345678}, "fail": zero,
+                                    "queue": {"count": 10, "ns": 345678}, "compute_input": {"count": 10, "ns": 100000},
+                                    "compute_infer": {"count": 10, "ns": 11000000},
+                                    "compute_output": {"count": 10, "ns": 90000}, "cache_hit": zero,
+                                    "cache_miss": zero},
+                "batch_stats": [{"batch_size": 1, "compute_input": {"count": 10, "ns": 100000},
+                                 "compute_infer": {"count": 10, "ns": 11000000},
+                                 "compute_output": {"count": 10, "ns": 90000}}],
+                "memory_usage": [{"type": "GPU", "id": 0, "byte_size": 52428800},
+                                 {"type": "CPU", "id": 0, "byte_size": 1048576}]}]})
 
         def unload(req: Request, name: str = name) -> Reply:
             models[name] = "UNAVAILABLE"

@@ -36,7 +36,7 @@ class Stack:
             "THOXDASH_PORT": str(self.port),
             "THOXDASH_SECRET_KEY": "test-secret-key-for-the-e2e-stack-only-0123456789",
             "THOXDASH_ADMIN_PASSWORD": "admin-pass-123",
-            "THOXDASH_AGENT_KEY": "test-agent-key",
+            "THOXDASH_AGENT_MASTER_KEY": "test-agent-master-key-0123456789",
             "THOXDASH_METRICS_TOKEN": "test-metrics-scrape-token",
             "DJANGO_SETTINGS_MODULE": "thoxdash.settings",
             "PYTHONPATH": str(ROOT),
@@ -45,6 +45,13 @@ class Stack:
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
 
+    def agent_env(self, device: str, **extra: str) -> dict[str, str]:
+        """The environment of a device's agent: its own derived action key, never the master."""
+        from collectors.actions.signing import derive_key
+
+        env = {k: v for k, v in self.env.items() if k != "THOXDASH_AGENT_MASTER_KEY"}
+        return {**env, "THOXDASH_AGENT_KEY": derive_key(self.env["THOXDASH_AGENT_MASTER_KEY"], device), **extra}
+
     def manage(self, *args: str, input: str | None = None) -> str:
         out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, input=input,
                              capture_output=True, text=True, timeout=120)
@@ -52,9 +59,10 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed: {out.stderr[-2000:]}")
         return out.stdout
 
-    def spawn(self, name: str, *cmd: str) -> subprocess.Popen:
+    def spawn(self, name: str, *cmd: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env if env is None else env, stdout=log,
+                                stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 

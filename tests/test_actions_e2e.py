@@ -30,7 +30,8 @@ def test_http_request_is_executed_by_a_real_agent(stack, tmp_path):
     root = fake_device.build(tmp_path / "root")
     agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "orin-e2e",
                               "--root", str(root), "--interval", "5", "--spill", str(tmp_path / "spill")],
-                             env={**stack.env, "THOXDASH_AGENT_CONFIG": str(root / "etc/thoxdash/agent.json")},
+                             env=stack.agent_env("orin-e2e",
+                                                 THOXDASH_AGENT_CONFIG=str(root / "etc/thoxdash/agent.json")),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: any(d["id"] == "orin-e2e" for d in httpx.get(stack.url + "/api/devices", headers=auth).json()))

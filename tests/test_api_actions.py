@@ -16,6 +16,7 @@ from advisors import actions as act
 from advisors.models import ActionRequest, Alert, ApiToken, DeviceSettings
 from advisors.telemetry import store as web_store
 from collectors.actions.executor import Executor
+from collectors.actions.signing import derive_key
 from tests import fake_device
 from tests.fake_device import read
 
@@ -41,7 +42,7 @@ def device(tmp_path, agent_key):
                                 "cpu_governor": {str(c): "schedutil" for c in range(8)},
                                 "isolated_cpus": "4-7", "preempt_rt": False}}])
     root = fake_device.build(tmp_path / "root")
-    return name, root, Executor(s, name, root, key=KEY, consumer="test")
+    return name, root, Executor(s, name, root, key=derive_key(KEY, name), consumer="test")
 
 
 @pytest.fixture

@@ -153,3 +153,17 @@ async def test_redis_going_away_closes_with_a_valid_code(settings, store, tmp_pa
         assert closed == {"type": "websocket.close", "code": 4011}
     finally:
         server.stop()
+
+
+def test_split_series_keeps_parts_under_the_budget_and_the_total_bounded():
+    from thoxdash.live import split_series
+
+    series = {f"s{i:03d}": [[float(t) for t in range(50)], [0.5] * 50] for i in range(200)}
+    one = len(json.dumps(series["s000"], separators=(",", ":"))) + len("s000") + 8
+    parts, dropped = split_series(series, part_bytes=10 * one, max_bytes=10**9)
+    assert dropped == 0 and [len(p) for p in parts] == [10] * 20
+    assert [k for p in parts for k in p] == sorted(series)
+    parts, dropped = split_series(series, part_bytes=10 * one, max_bytes=55 * one)
+    assert dropped == 145 and sum(len(p) for p in parts) == 55  # bounded; the rest is counted
+    parts, dropped = split_series({}, 1024, 4096)
+    assert parts == [{}] and dropped == 0

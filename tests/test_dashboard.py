@@ -53,7 +53,10 @@ def browser():
 
 def open_page(browser, dash, user="admin", password="admin-pass-123", width=1366, height=768, dark=False):
     ctx = browser.new_context(viewport={"width": width, "height": height},
-                              color_scheme="dark" if dark else "light")
+                              color_scheme="dark" if dark else "light",
+                              # bypass_csp: wait_for_function evals in the page, which the CSP forbids (checked
+                              # under the real CSP in tests/test_hostile_devices.py)
+                              bypass_csp=True)
     page = ctx.new_page()
     page.set_default_timeout(WAIT)
     page.dialogs = []

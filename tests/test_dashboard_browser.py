@@ -40,10 +40,12 @@ def live(redis_url, tmp_path_factory):
     s.start()
     py = sys.executable
     demo = "collectors/demo/agx-orin-demo.jsonl"
-    s.spawn("agent", py, "-m", "collectors", "agent", "--device", HOST, "--interval", "1")
+    # each device process holds only its own action key (derived from the stack's master key)
+    s.spawn("agent", py, "-m", "collectors", "agent", "--device", HOST, "--interval", "1", env=s.agent_env(HOST))
     s.spawn("demo", py, "-m", "collectors", "replay", demo, "--device", DEMO, "--loop", "--speed", "4",
-            "--root", str(tmp / "demo-root"))
-    s.spawn("plain", py, "-m", "collectors", "replay", demo, "--device", PLAIN, "--speed", "0")
+            "--root", str(tmp / "demo-root"), env=s.agent_env(DEMO))
+    s.spawn("plain", py, "-m", "collectors", "replay", demo, "--device", PLAIN, "--speed", "0",
+            env=s.agent_env(PLAIN))
     s.demo_root = tmp / "demo-root"
     store = TelemetryStore(connect(redis_url), s.prefix)
     deadline = time.time() + 60
@@ -70,7 +72,10 @@ def browser():
 
 
 def login(browser, live, width: int, height: int, user: str = "admin", password: str = "admin-pass-123"):
-    ctx = browser.new_context(viewport={"width": width, "height": height}, timezone_id="America/Los_Angeles")
+    # bypass_csp: wait_for_function evals in the page, which the CSP forbids (checked under the real CSP
+    # in tests/test_hostile_devices.py)
+    ctx = browser.new_context(viewport={"width": width, "height": height}, timezone_id="America/Los_Angeles",
+                              bypass_csp=True)
     page = ctx.new_page()
     page.set_default_timeout(WAIT)
     page.goto(live.url + "/accounts/login/")
@@ -283,3 +288,24 @@ def test_runtime_action_on_the_demo_answers_from_its_simulated_ollama(browser, l
     page.context.close()
     assert answer["state"] == "applied", answer
     assert answer["preview"][0]["old"] == "loaded" and answer["preview"][0]["new"] == "unloaded"
+
+
+def test_apply_recommended_tuning_then_undo_all(browser, live):
+    governor = live.demo_root / "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+    page = login(browser, live, 1440, 900)
+    page.goto(live.url + f"/advisor/?device={DEMO}")
+    page.click("#apply-safe a.confirm-link")
+    ticked = page.eval_on_selector_all("#confirm-dialog input[name=rec]:checked", "els => els.map(e => e.value)")
+    assert "cpu_governor" in ticked and "swap" not in ticked
+    page.locator("#confirm-dialog #confirm-apply").click()
+    page.wait_for_function("document.querySelector('#audit tbody tr').dataset.state === 'applied'", timeout=30_000)
+    row = page.locator("#audit tbody tr").first
+    assert f"{len(ticked)} tuning steps" in row.inner_text()
+    assert governor.read_text().strip() == "performance"
+    undo = row.locator("button.undo")
+    assert undo.inner_text() == f"Undo all {len(ticked)} steps"
+    undo.click()
+    page.wait_for_function(
+        "document.querySelector('#audit tbody tr').dataset.state === 'undone'", timeout=30_000)
+    page.context.close()
+    assert governor.read_text().strip() == "schedutil"

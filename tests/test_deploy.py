@@ -227,14 +227,17 @@ def test_fleet_agent_publishes_over_tls_as_its_own_user(tls_redis, tmp_path):
     env = python_env({k: v for k, v in __import__("os").environ.items()}, THOXDASH_REDIS_PREFIX="thox:",
                      THOXDASH_AGENT_KEY="fleet-017-device-key")
     log = tmp_path / "agent.log"
-    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "fleet-017", "--redis", url,
+    env["REDIS_URL"] = url  # a password never goes on the command line
+    agent = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "fleet-017",
                               "--interval", "0.5", "--spill", str(tmp_path / "spill")], cwd=ROOT, env=env,
                              stdout=log.open("w"), stderr=subprocess.STDOUT)
     server = tls_redis["client"]("thoxdash", "server-pw")
     try:
         wait_for(lambda: server.xlen("thox:dev:fleet-017:telemetry") >= 3, 40, "the agent's records over TLS")
         wait_for(lambda: server.hget("thox:dev:fleet-017:latest", "__ts"), 10, "the latest hash")
-        assert "fleet-017" in server.hkeys("thox:devices")
+        # the registry is server-owned: the device's user cannot write it, its board goes to its own key
+        assert "fleet-017" not in server.hkeys("thox:devices")
+        wait_for(lambda: server.get("thox:dev:fleet-017:info"), 10, "the device's own info key")
         time.sleep(1.5)  # a few more ticks: the action executor polls its stream too
         assert agent.poll() is None, log.read_text()[-3000:]
     finally:
@@ -266,6 +269,24 @@ def test_install_script_parses_and_refuses_bad_input():
     assert out.returncode == 0 and "--agent-only" in out.stdout
     out = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
+    # secrets are never taken on the command line (ps shows it to every user): refused while parsing
+    for flag in ("--agent-key", "--redis-url"):
+        out = subprocess.run(["bash", str(script), "--agent-only", flag, "s3cret"], capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 2 and "--credentials" in out.stderr and "s3cret" not in out.stderr
+    # no password handed to redis-cli on its command line either
+    assert "--pass " not in script.read_text() and "REDISCLI_AUTH=" in script.read_text()
+
+
+def test_units_are_hardened_and_keep_secrets_off_the_command_line():
+    for unit in sorted((DEPLOY / "systemd").glob("*.service")):
+        text = unit.read_text()
+        for directive in ("SystemCallFilter=@system-service", "RestrictNamespaces=yes", "ProtectClock=yes",
+                          "RestrictSUIDSGID=yes", "NoNewPrivileges=yes", "UMask=0077"):
+            assert directive in text, f"{unit.name}: {directive}"
+        if unit.name != "thoxdash-agent.service":  # the agent needs /dev/nvidia* (NVML, nvpmodel)
+            assert "PrivateDevices=yes" in text, unit.name
+        assert "${REDIS_URL}" not in text and "--redis" not in text, unit.name
 
 
 def test_stack_runs_as_the_acl_server_user(tmp_path):
@@ -331,4 +352,9 @@ def test_container_recipes_reference_what_exists():
     assert subprocess.run(["sh", "-n", str(DEPLOY / "docker" / "entrypoint.sh")], timeout=30).returncode == 0
     compose = yaml.safe_load((DEPLOY / "docker" / "docker-compose.yml").read_text())
     assert {"redis", "web", "worker", "beat", "agent"} <= set(compose["services"])
-    assert "--appendonly yes" in compose["services"]["redis"]["command"]
+    redis_cmd = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--aclfile" in redis_cmd
+    # no password on redis-server's command line: the ACL file holds SHA-256 digests only
+    assert "${REDIS_PASSWORD}" not in redis_cmd and ">$" not in redis_cmd
+    for name in ("Dockerfile.jetson", "Dockerfile.x86"):  # every image runs as a user
+        assert "\nUSER thoxdash\n" in (DEPLOY / "docker" / name).read_text(), name

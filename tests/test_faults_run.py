@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +31,7 @@ from tests.stack import ROOT
 
 OUTAGE_S = 8.0
 DEVICE = MakeRun.DEVICE
-KEY = MakeRun.KEY
+KEY = signing.derive_key(MakeRun.KEY, MakeRun.DEVICE)  # the local agent's own key, as run.sh enrolls it
 PASSWORD = MakeRun.PASSWORD
 NEWEST_X = """() => {
   let best = 0;
@@ -63,11 +65,18 @@ def test_make_run_rides_out_a_redis_outage(tmp_path):
         wait_for(lambda: _status(run.url, "", "/accounts/login/") == 200, 120, "make run's web server",
                  every=0.5)
         wait_for(lambda: store.read(DEVICE) and store.read("demo-agx-orin"), 60, "agent and demo data")
+        # what make run writes is its user's only: the run dir (keys) and the SQLite database
+        assert stat.S_IMODE(Path(run.env["THOXDASH_RUN_DIR"]).stat().st_mode) == 0o700
+        database = Path(run.env["DATABASE_URL"].removeprefix("sqlite:///"))
+        assert stat.S_IMODE(database.stat().st_mode) & 0o077 == 0
+        assert stat.S_IMODE((Path(run.env["THOXDASH_RUN_DIR"]) / "keys" / DEVICE).stat().st_mode) == 0o600
         cookie = session_cookie(run.url, "admin", PASSWORD)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            context = browser.new_context()
+            # bypass_csp: wait_for_function evals in the page, which the CSP forbids (checked
+            # under the real CSP in tests/test_hostile_devices.py)
+            context = browser.new_context(bypass_csp=True)
             context.add_cookies([{"name": "sessionid", "value": cookie, "url": run.url}])
             # more series than one 2 KiB part holds: the page's snapshot comes in parts
             store.publish(DEVICE, [{"ts": time.time(), "source": "extra", "values": {

@@ -34,32 +34,42 @@ def test_base_install_is_the_agent_only():
     assert {"psutil", "aiohttp", "pytest"} <= dev
 
 
-def locked() -> dict[str, list[str]]:
-    """{package: [hash lines]} of requirements.lock."""
-    out: dict[str, list[str]] = {}
+def locked(file: str) -> dict[str, tuple[str, list[str]]]:
+    """{package: (pin line, [hash lines])} of a lock file."""
+    out: dict[str, tuple[str, list[str]]] = {}
     current = None
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
+    for line in (ROOT / file).read_text().splitlines():
         if line and not line.startswith((" ", "#")):
             current = name(line)
-            assert "==" in line, f"not pinned: {line}"
-            out[current] = []
+            assert "==" in line, f"{file}: not pinned: {line}"
+            out[current] = (line.split(" ")[0], [])
         elif current and line.strip().startswith("--hash=sha256:"):
-            out[current].append(line)
+            out[current][1].append(line)
     return out
 
 
-def test_lock_pins_every_requirement_with_hashes():
-    lock = locked()
-    wanted = [*project()["dependencies"]]
-    for extra in ("server", "dev", "postgres"):
-        wanted += project()["optional-dependencies"][extra]
-    missing = sorted({name(r) for r in wanted} - set(lock) - {"psycopg"})  # psycopg[binary] -> psycopg
-    assert not missing, f"requirements.lock lacks {missing}: run `make lock`"
-    assert "psycopg" in lock or "psycopg-binary" in lock
-    assert all(hashes for hashes in lock.values()), [p for p, h in lock.items() if not h]
+def wanted(*extras: str) -> set[str]:
+    reqs = [*project()["dependencies"]]
+    for extra in extras:
+        reqs += project()["optional-dependencies"][extra]
+    return {name(r) for r in reqs} - {"psycopg"}  # psycopg[binary]: checked below
+
+
+def test_locks_pin_every_requirement_with_hashes():
+    prod, dev = locked("requirements.lock"), locked("requirements-dev.lock")
+    for lock, extras, file in ((prod, ("server", "postgres"), "requirements.lock"),
+                               (dev, ("server", "dev", "postgres"), "requirements-dev.lock")):
+        missing = sorted(wanted(*extras) - set(lock))
+        assert not missing, f"{file} lacks {missing}: run `make lock`"
+        assert "psycopg" in lock
+        assert all(hashes for _, hashes in lock.values()), [p for p, (_, h) in lock.items() if not h]
+    assert not {"pytest", "playwright", "ruff", "mypy", "uv"} & set(prod)  # production: no dev tools
+    shared = set(prod) & set(dev)
+    assert shared == set(prod)
+    assert [p for p in sorted(shared) if prod[p][0] != dev[p][0]] == []  # the same versions in both
     makefile = (ROOT / "Makefile").read_text()
-    assert "--require-hashes -r $(LOCK)" in makefile and "'.[server,dev]'" in makefile
-    assert "--generate-hashes" in makefile and "\nlock:" in makefile
+    assert "--require-hashes -r $(DEV_LOCK)" in makefile and "'.[server,dev]'" in makefile
+    assert "--generate-hashes" in makefile and "\nlock:" in makefile and "-c $(LOCK)" in makefile
 
 
 def _spec(tmp_path: Path, version: str | None, **env: str) -> subprocess.CompletedProcess:

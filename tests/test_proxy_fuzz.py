@@ -192,7 +192,11 @@ def test_a_content_length_over_the_limit_gets_413_at_once(proxy, length):
 
 
 @settings(**FUZZ)
-@given(st.lists(st.integers(1, 700), min_size=1, max_size=40).filter(lambda s: sum(s) > MAX_BODY))
+@given(
+    st.lists(st.integers(1, 700), max_size=40).map(  # topped up to one byte over the limit
+        lambda s: s if sum(s) > MAX_BODY else [*s, MAX_BODY + 1 - sum(s)]
+    )
+)
 def test_a_chunked_body_over_the_limit_gets_413(proxy, sizes):
     body = b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in sizes) + b"0\r\n\r\n"
     refused(proxy, build([], framing=[b"Transfer-Encoding: chunked"], body=body), status=413)
@@ -383,3 +387,18 @@ def test_whatever_bytes_arrive_the_proxy_answers_or_closes_and_keeps_serving(pro
             status = None
     assert status is None or 100 <= status < 600
     still_serving(proxy)
+
+
+def test_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_BODY", "1024")
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_CONNECTIONS", "0")  # below its minimum of 1: default
+    monkeypatch.setenv("THOXDASH_PROXY_MAX_PER_CLIENT", "many")  # not a number: default
+    monkeypatch.setenv("THOXDASH_PROXY_IDLE_S", "nan")
+    monkeypatch.setenv("THOXDASH_PROXY_CLIENT_PRIORITY", "high, LOW ,urgent")
+    got = ProxySettings.from_env()
+    default = ProxySettings()
+    assert got.max_body == 1024
+    assert got.max_connections == default.max_connections
+    assert got.max_per_client == default.max_per_client
+    assert got.idle_timeout_s == default.idle_timeout_s
+    assert got.client_priorities == frozenset({"high", "low"})

@@ -8,6 +8,7 @@ decoding of that model always runs to max_tokens, so token counts are exact.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def test_runtimes_source_and_latency_scrape_share_one_metrics_read_per_tick(llam
                 continue  # baseline
             assert published[gauge] > 0, f"tick {tick}: runtimes source saw a reset gauge"
             assert scraped[decode] == pytest.approx(published[gauge])
-            assert metrics_reads == 1, metrics_reads  # one /metrics read for both sources
+            assert metrics_reads == 3, metrics_reads  # /metrics, /models, /props: once for both sources
     finally:
         runtimes.close()
         scrape.close()
@@ -197,3 +198,52 @@ def test_client_reports_model_states_without_waking(model, tmp_path):
         assert client.loaded_models() == [] and client.sleeping == [ALIAS]
         client.metrics()
         assert srv.get("/props")[1]["is_sleeping"] is True
+
+
+def test_two_llama_servers_without_config_are_two_runtimes(llama, model, tmp_path):
+    """The default runtime list: a llama-server on another port than the default 8080 is runtime
+    `llamacpp:<port>`, its API read at that port."""
+    with LlamaServer(model, log_dir=tmp_path, slots=1) as other:
+        src = RuntimeSource(root=Path("/"), config_path=None, api_timeout=2.0)
+        try:
+            records = src.collect(1.0)
+        finally:
+            src.close()
+    state, v = state_of(records), values_of(records)
+    for srv in (llama, other):
+        name = f"llamacpp:{srv.port}"
+        assert state[name]["pids"] == [srv.pid] and state[name]["api"] == "ok", state.get(name)
+        assert state[name]["models"] == [ALIAS] and v[f'runtime_api_up{{runtime="{name}"}}'] == 1.0
+
+
+def test_speed_of_a_long_answer_while_it_streams(llama, tmp_path):
+    """No request finishes in the tick, so the /metrics gauges have nothing to say; the busy slots'
+    n_decoded growth between two reads still gives the speed of the answer being generated."""
+    cfg = runtimes_config(tmp_path, [{"name": "llm", "kind": "llamacpp", "url": llama.url}])
+    src = RuntimeSource(root=Path("/"), config_path=cfg)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (llama.chat(max_tokens=1900, stream=True), done.set()), daemon=True)
+
+    def decoded() -> int:
+        slots = llama.get("/slots")[1]
+        return max((s["next_token"][0]["n_decoded"] for s in slots if s.get("is_processing")), default=-1)
+
+    try:
+        src.collect(1.0)  # baseline of the counters
+        worker.start()
+        deadline = time.monotonic() + 60
+        while decoded() < 10:
+            assert time.monotonic() < deadline and not done.is_set(), "the answer never started"
+            time.sleep(0.01)
+        src.collect(2.0)
+        first = decoded()
+        while decoded() < first + 100:
+            assert time.monotonic() < deadline and not done.is_set(), "the answer ended too soon"
+            time.sleep(0.01)
+        v = values_of(src.collect(3.0))
+        assert not done.is_set()
+    finally:
+        worker.join(120)
+        src.close()
+    assert v["llamacpp_slots_decode_tokens_per_second"] > 0
+    assert "llamacpp:predicted_tokens_seconds" not in v  # no request finished in this tick

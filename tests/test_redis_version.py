@@ -4,6 +4,7 @@ ships)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -102,10 +103,11 @@ def test_agent_refuses_old_server_with_one_line(tmp_path):
     try:
         assert "6.0.16" in redis_version.problem(redis_version.server_version(
             connect(f"redis://127.0.0.1:{old.port}/0")))
+        # a password goes in REDIS_URL (the environment), never on the command line
+        env = {**os.environ, "REDIS_URL": f"redis://:hunter2@127.0.0.1:{old.port}/0"}
         result = subprocess.run(
-            [sys.executable, "-m", "collectors", "agent", "--device", "old-redis", "--redis",
-             f"redis://:hunter2@127.0.0.1:{old.port}/0", "--spill", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60)
+            [sys.executable, "-m", "collectors", "agent", "--device", "old-redis", "--spill", str(tmp_path)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     finally:
         old.close()
     assert result.returncode == 2, result.stderr

@@ -227,3 +227,19 @@ def test_fuzz_nvmap_clients(text):
         write(Path(tmp), "sys/kernel/debug/nvmap/iovmm/clients", text)
         out = nvmap_clients(Path(tmp))
     assert out is not None and all(pid >= 0 and size >= 0 for pid, size in out.items())
+
+
+def test_servers_of_one_kind_on_other_ports_are_runtimes_of_their_own(tmp_path):
+    root = tmp_path
+    add_process(root, 200, "llama-server", ["./llama-server", "-m", "a.gguf"])  # default port 8080
+    add_process(root, 300, "llama-server", ["./llama-server", "-m", "b.gguf", "--port", "9090"])
+    add_process(root, 301, "llama-server", ["./llama-server", "--port=41234"], ppid=300)  # a router child
+    add_process(root, 400, "llama-server", ["./llama-server", "--port=9191", "--models-dir", "/m"])
+    source = RuntimeSource(root=root, config_path=None, api_timeout=0.2)
+    found = source.matcher.scan()
+    assert found["llamacpp"] == [200] and found["llamacpp:9090"] == [300, 301] and found["llamacpp:9191"] == [400]
+    assert source.matcher.derived["llamacpp:9090"].url == "http://127.0.0.1:9090"
+    assert source.matcher.derived["llamacpp:9090"].kind == "llamacpp"
+    v = values(source.collect(time.time()))
+    assert v['runtime_processes{runtime="llamacpp:9090"}'] == 2.0 and v['runtime_up{runtime="llamacpp"}'] == 1.0
+    source.close()

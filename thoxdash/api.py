@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from django.conf import settings
@@ -45,12 +46,17 @@ def series(request: HttpRequest, device_id: str) -> JsonResponse:
     name = request.GET.get("name", "")
     if not name:
         return JsonResponse({"error": "query parameter 'name' is required"}, status=400)
+    now = time.time()
     try:
-        since = float(request.GET.get("since", time.time() - settings.LIVE_WINDOW_S))
+        since = float(request.GET.get("since", now - settings.LIVE_WINDOW_S))
     except ValueError:
         return JsonResponse({"error": "'since' must be epoch seconds"}, status=400)
+    if not math.isfinite(since):
+        return JsonResponse({"error": "'since' must be finite epoch seconds"}, status=400)
+    # bounded: at most SERIES_MAX_WINDOW_S back and SERIES_MAX_RECORDS records (older data: the range API)
+    since = max(since, now - settings.SERIES_MAX_WINDOW_S)
     points = []
-    for record in store().read(device_id, "telemetry", since=since):
+    for record in store().read(device_id, "telemetry", since=since, count=settings.SERIES_MAX_RECORDS):
         value = record.get("values", {}).get(name)
         if value is not None:
             points.append([record["ts"], value])

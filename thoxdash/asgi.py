@@ -23,8 +23,8 @@ _require_redis()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from thoxdash.origins import OriginValidator  # noqa: E402
 from thoxdash.routing import websocket_urlpatterns  # noqa: E402
 from thoxdash.static import CachedStaticFiles  # noqa: E402
 
@@ -32,5 +32,6 @@ application = ProtocolTypeRouter({
     # Static files (our JS/CSS and the plotly bundle) are served by the app itself, so a device
     # with no nginx and no internet still gets every asset.
     "http": CachedStaticFiles(django_asgi),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    # Origin matched with scheme, host and port (thoxdash/origins.py), then the session.
+    "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

@@ -34,13 +34,18 @@ def api_auth(scope: str = "read", staff: bool = False) -> Callable:
     def decorate(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
-            user = request.user if request.user.is_authenticated else None
-            if user is None:
+            # With an Authorization: Bearer header the token alone authenticates (a bad token is a
+            # 401 even when a session cookie rides along); without one, the session does.
+            if request.headers.get("Authorization", "").startswith("Bearer "):
                 user, problem = _bearer_user(request, scope)
                 if user is None:
-                    return JsonResponse({"error": problem or "authentication required"}, status=401)
+                    return JsonResponse({"error": problem or "invalid token"}, status=401)
                 request.user = user
                 request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]  # Django's own flag
+            else:
+                user = request.user if request.user.is_authenticated else None
+                if user is None:
+                    return JsonResponse({"error": "authentication required"}, status=401)
             if staff and not user.is_staff:
                 return JsonResponse({"error": "staff only"}, status=403)
             return view(request, *args, **kwargs)

@@ -106,6 +106,9 @@ class LiveState:
         return out
 
 
+_OPEN: dict[int, int] = {}  # user id -> websockets open in this process (THOXDASH_WS_PER_USER)
+
+
 class DeviceConsumer(AsyncWebsocketConsumer):
     # This consumer reads the device streams itself and takes no group messages: no channel-layer
     # subscription (one Redis connection less per viewer, and no way for the layer to drop it).
@@ -116,12 +119,25 @@ class DeviceConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        # bounded per user (in this process): each socket holds a Redis connection
+        if _OPEN.get(user.pk, 0) >= settings.WS_PER_USER:
+            await self.accept()  # then close with a code the page can read (a refusal is a bare 403)
+            await self.close(code=4429)
+            return
+        _OPEN[user.pk] = _OPEN.get(user.pk, 0) + 1
+        self.counted_user = user.pk
         self.device = self.scope["url_route"]["kwargs"]["device"]
         self.reader = AsyncDeviceReader.from_url(settings.REDIS_URL, settings.REDIS_PREFIX, self.device)
         await self.accept()
         self.task = asyncio.create_task(self.follow())
 
     async def disconnect(self, code: int) -> None:
+        counted = getattr(self, "counted_user", None)
+        if counted is not None:
+            self.counted_user = None
+            _OPEN[counted] = _OPEN.get(counted, 1) - 1
+            if _OPEN[counted] <= 0:
+                del _OPEN[counted]
         task = getattr(self, "task", None)
         if task:
             task.cancel()

@@ -65,3 +65,36 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
         starts = ", ".join(s + "://" for s in schemes)
         raise ImproperlyConfigured(f"{name} must be a URL starting with one of {starts}, got {raw!r}")
     return raw
+
+
+PLACEHOLDERS = ("change-me", "changeme", "REDIS_PASSWORD", "DEVICE_REDIS_PASSWORD", "<sha256")
+MIN_SECRET_CHARS = 16
+
+
+def placeholder_in(value: str) -> str | None:
+    """The placeholder text an unedited example file left in `value`, or None."""
+    lowered = value.lower()
+    return next((p for p in PLACEHOLDERS if p.lower() in lowered), None)
+
+
+def env_secret(name: str, default: str = "", *, min_chars: int = MIN_SECRET_CHARS) -> str:
+    """A secret from NAME or from the file named by NAME_FILE (systemd credentials, Docker secrets),
+    never from a command line. Placeholders from the example env files and short values are
+    refused at start; empty means unset (the default)."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {exc.strerror or exc}") from None
+    else:
+        value = os.environ.get(name, default).strip()
+    if not value:
+        return value
+    found = placeholder_in(value)
+    if found:
+        raise ImproperlyConfigured(f"{name} still holds the placeholder {found!r}: set a real secret")
+    if len(value) < min_chars:
+        raise ImproperlyConfigured(f"{name} is shorter than {min_chars} characters: use a random secret")
+    return value

@@ -10,7 +10,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from collectors import store as _store
-from thoxdash.env import env_bool, env_float, env_int, env_list, env_str, env_url
+from thoxdash.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    env_url,
+    placeholder_in,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(env_str("THOXDASH_RUN_DIR", str(BASE_DIR / ".run")))
@@ -20,7 +29,7 @@ DEBUG = env_bool("THOXDASH_DEBUG", False)
 
 def _secret_key() -> str:
     """THOXDASH_SECRET_KEY, else one generated once and kept in the run folder (0600)."""
-    key = env_str("THOXDASH_SECRET_KEY")
+    key = env_secret("THOXDASH_SECRET_KEY", min_chars=32)
     if key:
         return key
     path = RUN_DIR / "secret_key"
@@ -64,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "thoxdash.headers.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -107,7 +117,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": env_int("THOXDASH_PASSWORD_MIN_LENGTH", 10, minimum=8, maximum=128)}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -133,6 +147,8 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_dir())]
 
 # -- Redis, channels, Celery ---------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix"))
+if placeholder_in(REDIS_URL):
+    raise ImproperlyConfigured(f"REDIS_URL still holds the placeholder {placeholder_in(REDIS_URL)!r}")
 REDIS_PREFIX = env_str("THOXDASH_REDIS_PREFIX", "thox:")
 
 # No channel layer: the websocket consumers read the device streams themselves (no group messages).
@@ -191,6 +207,8 @@ CANARY_INTERVAL_S = env_float("THOXDASH_CANARY_INTERVAL_S", 900.0, minimum=10.0)
 CANARY_TIMEOUT_S = env_float("THOXDASH_CANARY_TIMEOUT_S", 120.0, minimum=1.0)
 CANARY_PROMPT = env_str("THOXDASH_CANARY_PROMPT", "Say hello.")
 CANARY_MAX_TOKENS = env_int("THOXDASH_CANARY_MAX_TOKENS", 32, minimum=1, maximum=4096)
+# Hosts (`*` globs) the worker may send speed checks to; empty: any host of a valid runtime URL.
+CANARY_ALLOWED_HOSTS = env_list("THOXDASH_CANARY_ALLOWED_HOSTS", [])
 CELERY_BEAT_SCHEDULE = {
     "canary speed checks": {
         "task": "advisors.tasks_canary.speed_checks_due",
@@ -200,14 +218,22 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # -- Agent, live view ------------------------------------------------------------------------
-AGENT_KEY = env_str("THOXDASH_AGENT_KEY", "")
+# The master action key: each device's requests are signed with HMAC(master, device id)
+# (collectors/actions/signing.derive_key); devices hold only their own derived key.
+# THOXDASH_AGENT_MASTER_KEY (or _FILE); THOXDASH_AGENT_KEY is read as the master when it is unset.
+AGENT_KEY = env_secret("THOXDASH_AGENT_MASTER_KEY") or env_secret("THOXDASH_AGENT_KEY")
 # Scrape credential for GET /metrics (Prometheus `authorization: credentials`); empty: off.
-METRICS_TOKEN = env_str("THOXDASH_METRICS_TOKEN", "")
+METRICS_TOKEN = env_secret("THOXDASH_METRICS_TOKEN", "")
 STALE_AFTER_S = env_float("THOXDASH_STALE_AFTER_S", 15.0, minimum=1.0)
 LIVE_MAX_UPDATES_PER_S = env_float("THOXDASH_LIVE_MAX_UPDATES_PER_S", 2.0, minimum=0.1)
 # series per websocket message: a larger snapshot goes in parts (the websocket frame limit is 1 MiB)
 LIVE_PART_BYTES = env_int("THOXDASH_LIVE_PART_BYTES", 256 * 1024, minimum=1024)
 LIVE_WINDOW_S = env_int("THOXDASH_LIVE_WINDOW_S", 300, minimum=10)
+# Bounds on what one user may ask of the server: the raw series API reads at most this far back and
+# this many records; each user holds at most this many live websockets per web process.
+SERIES_MAX_WINDOW_S = env_float("THOXDASH_SERIES_MAX_WINDOW_S", 3600.0, minimum=60.0)
+SERIES_MAX_RECORDS = env_int("THOXDASH_SERIES_MAX_RECORDS", 20_000, minimum=100)
+WS_PER_USER = env_int("THOXDASH_WS_PER_USER", 16, minimum=1, maximum=10_000)
 
 # -- Webhook delivery (rule thresholds are data: advisors/config.py + per-device settings) ----
 WEBHOOK_TIMEOUT_S = env_float("THOXDASH_WEBHOOK_TIMEOUT_S", 5.0, minimum=0.1)
@@ -231,4 +257,19 @@ LOGGING = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (thoxdash/headers.py): no inline scripts or handlers, no eval; Plotly sets
+# styles at run time, so styles keep 'unsafe-inline'.
+CONTENT_SECURITY_POLICY = env_str("THOXDASH_CSP", "") or (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+# Behind TLS (THOXDASH_EXTERNAL_URL is https): cookies only over HTTPS, HSTS, and the proxy's
+# X-Forwarded-Proto trusted (nginx sets it; deploy/nginx/thoxdash.conf).
+HTTPS = EXTERNAL_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("THOXDASH_SECURE_COOKIES", HTTPS)
+SECURE_HSTS_SECONDS = env_int("THOXDASH_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"

@@ -26,6 +26,17 @@ class RuntimeForm(forms.Form):
     ceiling_gb = forms.FloatField(min_value=0.01, max_value=4096, required=False, label="Ceiling (GB)")
     priority = forms.ChoiceField(choices=PRIORITIES, initial="background")
 
+    def clean_url(self) -> str:
+        from django.conf import settings
+
+        from advisors.canary import base_url_problem
+
+        url = self.cleaned_data.get("url") or ""
+        problem = base_url_problem(url, settings.CANARY_ALLOWED_HOSTS) if url else None
+        if problem:
+            raise forms.ValidationError(f"Runtime URL {problem}.")
+        return url
+
     def clean_match(self) -> str:
         value = self.cleaned_data.get("match") or ""
         try:

@@ -172,9 +172,12 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     hooks = list(Webhook.objects.order_by("id"))
     for hook in hooks:  # a webhook URL's path is often its secret (Slack): staff only
         hook.shown_url = hook.url if request.user.is_staff else redacted(hook.url)  # type: ignore[attr-defined]
+        if not request.user.is_staff and hook.disabled_reason:  # may quote the URL
+            hook.disabled_reason = "see a staff user"
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
         "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
+        "enrolled": sorted(store().devices()), "registry_problems": store().registry().problems[:20],
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
 
@@ -260,7 +263,7 @@ def webhook_edit(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def users_edit(request: HttpRequest) -> HttpResponse:
-    """Staff only: create a user, or toggle a user's staff / active flag."""
+    """Staff: create a (non-staff) user. Superusers only: create staff, toggle staff / active flags."""
     if not request.user.is_staff:
         return forbidden(request)
     from django.contrib.auth.password_validation import validate_password
@@ -271,6 +274,9 @@ def users_edit(request: HttpRequest) -> HttpResponse:
     if op == "create":
         name = request.POST.get("username", "").strip()
         password = request.POST.get("password", "")
+        make_staff = bool(request.POST.get("is_staff"))
+        if make_staff and not request.user.is_superuser:
+            return forbidden(request, "Only a superuser creates staff users.")
         problems = []
         if not name:
             problems.append("Give a username.")
@@ -284,9 +290,11 @@ def users_edit(request: HttpRequest) -> HttpResponse:
         if problems:
             messages.error(request, "User not created: " + " ".join(problems))
         else:
-            users.objects.create_user(name, password=password, is_staff=bool(request.POST.get("is_staff")))
+            users.objects.create_user(name, password=password, is_staff=make_staff)
             messages.success(request, f"Created user {name}.")
     elif op in ("toggle_staff", "toggle_active"):
+        if not request.user.is_superuser:
+            return forbidden(request, "Only a superuser changes staff or active flags.")
         user = get_object_or_404(users, pk=request.POST.get("user_id"))
         if user.pk == request.user.pk:
             messages.error(request, "You cannot change your own flags.")

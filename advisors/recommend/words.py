@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from collectors.text import is_uint
+from collectors.text import cpus_in, is_uint
 
 CHECK_TITLES = {
     "preempt_rt": "Real-time kernel (PREEMPT_RT)",
@@ -46,17 +46,9 @@ def size(num: Any) -> str:
 
 
 def parse_cpus(text: Any) -> set[int]:
-    """The CPUs a list like "0-2,5" names: {0, 1, 2, 5}; parts that do not parse are left out."""
-    out: set[int] = set()
-    if not isinstance(text, str):
-        return out
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        if is_uint(lo) and (not hi or is_uint(hi)):
-            out.update(range(int(lo), int(hi or lo) + 1))
-    return out
+    """The CPUs a list like "0-2,5" names: {0, 1, 2, 5}; parts that do not parse, and CPUs at or
+    above 4096, are left out (bounded: collectors.text.cpus_in, a device reports these lists)."""
+    return cpus_in(text) if isinstance(text, str) else set()
 
 
 def cpu_list(cpus: Any) -> str:

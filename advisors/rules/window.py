@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from collectors.bounds import MAX_SERIES_PER_DEVICE, clean_state, series_key_ok
 from collectors.series import parse_series_key
 
 _parse = lru_cache(maxsize=65536)(parse_series_key)
@@ -39,10 +40,21 @@ class Window:
         if self.last_seen is None or ts > self.last_seen:
             self.last_seen = ts
         if "values" in record:
+            # only what a device may claim (collectors/bounds.py): finite numbers, no reserved
+            # names, a bounded number of series per device (inlined: this is the rules' hot path)
+            series = self.series
             for key, value in record["values"].items():
-                self.series.setdefault(key, []).append((ts, float(value)))
+                kind = type(value)
+                if not ((kind is float or kind is int) and value - value == 0 and series_key_ok(key)):
+                    continue
+                points = series.get(key)
+                if points is None:
+                    if len(series) >= MAX_SERIES_PER_DEVICE:
+                        continue
+                    points = series[key] = []
+                points.append((ts, float(value)))
         elif "state" in record:
-            self.state.update(record["state"])
+            self.state.update(clean_state(record["state"])[0])
         elif "request" in record:
             self.requests.append({"ts": ts, **record["request"]})
         elif "event" in record:

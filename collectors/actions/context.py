@@ -43,6 +43,25 @@ class ToolError(RuntimeError):
     """A tool is missing, timed out or exited non-zero."""
 
 
+def untrusted(path: Path, base: Path) -> str | None:
+    """Why a tool the agent would run is not trusted, or None: the file and every folder from it up
+    to `base` must be owned by root or by the agent's own user and writable by no one else."""
+    me = os.geteuid()
+    current = path
+    while True:
+        try:
+            st = current.stat()
+        except OSError as exc:
+            return f"{current}: {exc.strerror or exc}"
+        if st.st_uid not in (0, me):
+            return f"{current} is owned by uid {st.st_uid}"
+        if st.st_mode & 0o022 and not (current.is_dir() and st.st_mode & 0o1000 and current != path.parent):
+            return f"{current} is writable by group or others"
+        if current == base or current.parent == current:
+            return None
+        current = current.parent
+
+
 @dataclass
 class ActionContext:
     root: Path
@@ -52,6 +71,10 @@ class ActionContext:
     tool_timeout_s: float = 60.0
     http_timeout_s: float = 10.0
     request_id: str = "manual-request"  # the request being executed (names saved state files)
+    # Where the fixed tools (systemctl, nvpmodel, ...) are looked up. The agent process uses the real
+    # `/` whatever its --root (THOXDASH_AGENT_TOOLS_ROOT overrides, for test trees): a tree others can
+    # write to must not supply programs the root agent runs. None: the same tree as `root`.
+    tools_root: Path | None = None
 
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")
@@ -63,9 +86,13 @@ class ActionContext:
         return folder
 
     def tool(self, name: str) -> Path:
+        base = self.tools_root if self.tools_root is not None else self.root
         for candidate in TOOLS[name]:
-            path = self.path(candidate)
+            path = base / candidate.lstrip("/")
             if path.is_file() and os.access(path, os.X_OK):
+                problem = untrusted(path, base)
+                if problem:
+                    raise ToolError(f"{name} at {path} is not trusted: {problem}")
                 return path
         raise ToolError(f"{name} not found at {' or '.join(TOOLS[name])}")
 

@@ -21,7 +21,7 @@ from collectors.actions import registry
 from collectors.actions.base import ApplyError, Outcome, execute, undo
 from collectors.actions.context import ActionContext, ToolError, config_path, load_config, priority
 from collectors.actions.params import ParamError
-from collectors.actions.signing import Rejected, verify
+from collectors.actions.signing import CLOCK_SKEW_S, Rejected, agent_keys, verify
 from collectors.keys import ACTION_GROUP
 from collectors.store import RECONNECT_MAX_S, TelemetryStore
 
@@ -32,17 +32,44 @@ LOG_MAX = 5_000          # records kept in the action log (undo needs the record
 LOG_KEEP_S = 86_400.0    # ... but none younger than this is dropped
 
 
+SEEN_MAX = 50_000
+
+
+def _load_seen(path: Path | None) -> dict[str, float]:
+    if path is None:
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in list(raw.items())[:SEEN_MAX]
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 class Executor:
     def __init__(self, store: TelemetryStore, device: str, root: Path, key: str | None = None,
-                 config: dict[str, Any] | None = None, consumer: str | None = None):
+                 config: dict[str, Any] | None = None, consumer: str | None = None,
+                 seen_path: Path | None = None, previous_keys: tuple[str, ...] = (),
+                 tools_root: Path | None = None):
         self.store = store
         self.device = device
-        self.key = os.environ.get("THOXDASH_AGENT_KEY", "") if key is None else key
+        # The agent's own derived key (THOXDASH_AGENT_KEY or _FILE), plus a previous one during a
+        # rotation window (signing.agent_keys); an explicit `key` (tests) replaces the environment.
+        self._from_env = key is None
+        self.key = (agent_keys() or [""])[0] if key is None else key
+        self.previous_keys = previous_keys
+        # Request ids this agent has handled, with their expiry: kept here too (and in a file when
+        # given), so a captured request re-added after its Redis log entry was deleted is refused.
+        self.seen_path = seen_path
+        self.seen: dict[str, float] = _load_seen(seen_path)
         # the allow-list file is re-read when it changes (no agent restart needed)
         self.config_file = Path(config_path(Path(root))) if config is None else None
         self._config_mtime = self._mtime()
         self.ctx = ActionContext(root=Path(root), device=device,
-                                 config=load_config(Path(root)) if config is None else config, store=store)
+                                 config=load_config(Path(root)) if config is None else config, store=store,
+                                 tools_root=tools_root)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.queue = store.action_queue(device)
         self.action_log = store.action_log(device)
@@ -74,9 +101,30 @@ class Executor:
         return results
 
     # -- one request -----------------------------------------------------------------------------
+    def accepted_keys(self, now: float) -> list[str]:
+        if self._from_env:
+            return agent_keys(now=now)
+        return [self.key, *self.previous_keys]
+
+    def remember(self, rid: str, expires_at: float, now: float) -> None:
+        self.seen = {r: e for r, e in self.seen.items() if e + CLOCK_SKEW_S >= now}
+        if len(self.seen) >= SEEN_MAX:  # far beyond any real rate: drop the soonest-expiring
+            for r, _e in sorted(self.seen.items(), key=lambda kv: kv[1])[: len(self.seen) - SEEN_MAX + 1]:
+                del self.seen[r]
+        self.seen[rid] = expires_at
+        if self.seen_path is not None:
+            try:
+                tmp = self.seen_path.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(self.seen, fh)
+                os.replace(tmp, self.seen_path)
+            except OSError as exc:
+                log.warning("could not keep seen request ids in %s: %s", self.seen_path, exc)
+
     def handle(self, fields: dict[str, str], now: float) -> dict[str, Any]:
         try:
-            message = verify(fields, self.key, self.device, now)
+            message = verify(fields, self.accepted_keys(now), self.device, now)
         except Rejected as exc:
             rejected: dict[str, Any] = {"request_id": _claimed_id(fields), "status": "rejected", "reason": str(exc)}
             if exc.authentic is not None:  # signed by us but expired/misaddressed: log it by id
@@ -87,6 +135,12 @@ class Executor:
         record = {"status": "running", "sig": fields["sig"], "action": message.get("action")}
         if not self.action_log.claim(rid, record):
             return self._duplicate(rid, fields["sig"], now)
+        if rid in self.seen:  # handled before, yet its log entry was gone: a replay
+            rejected = {"request_id": rid, "status": "rejected", "action": message.get("action"),
+                        "reason": "replayed request: this agent already handled this request id"}
+            self.action_log.put(rid, {**rejected, "ts": now, "sig": fields["sig"]})
+            return self._emit(rejected, now)
+        self.remember(rid, float(message["expires_at"]), now)
         result: dict[str, Any]
         try:
             result = self.dispatch(message)
@@ -299,7 +353,17 @@ def attach_executor(agent: Any, root: Path | str) -> Executor | None:
     """Called by `python -m collectors agent`: poll for signed actions on every agent tick."""
     if agent.store is None:
         return None
-    executor = Executor(agent.store, agent.device, Path(root))
+    state_dir = os.environ.get("THOXDASH_AGENT_STATE_DIR") or (
+        str(agent.buffer.spill_path.parent) if getattr(agent.buffer, "spill_path", None) else "")
+    seen = Path(state_dir) / f"{agent.device}.seen-requests.json" if state_dir else None
+    try:
+        # tools from the real `/` whatever --root is (a test tree names its own tools root)
+        tools_root = Path(os.environ.get("THOXDASH_AGENT_TOOLS_ROOT", "/"))
+        executor = Executor(agent.store, agent.device, Path(root), seen_path=seen, tools_root=tools_root)
+    except ValueError as exc:  # a placeholder or unreadable key file: refuse to start
+        from collectors.sources.registry import AgentConfigError
+
+        raise AgentConfigError(str(exc)) from None
     if not executor.key:
         log.warning("THOXDASH_AGENT_KEY is not set: every action request will be rejected")
     agent.hooks.append(ExecutorHook(executor))

@@ -136,15 +136,24 @@ class ChunkedBody:
         self.pending = b""
         self.trailers = 0  # bytes of trailer lines so far (bounded like a head)
 
+    def one_chunk(self, data: bytes) -> bytes | None:
+        """The payload when `data` is exactly one whole chunk at a chunk boundary (the usual read
+        of a token stream: one token, one event), else None (then `feed` it)."""
+        if self.state != self.SIZE or self.pending:
+            return None
+        nl = data.find(b"\r\n")
+        if 0 < nl <= MAX_CHUNK_DIGITS and data[-2:] == b"\r\n":
+            size = _SIZES.get(data[:nl])
+            if size is not None and nl + 4 + size == len(data):
+                return data[nl + 2 : nl + 2 + size]
+        return None
+
     def feed(self, data: bytes) -> tuple[bytes, int, bool]:
         held = len(self.pending)
-        if not held and self.state == self.SIZE:
-            # the usual read of a stream: exactly one whole chunk (one token, one event)
-            nl = data.find(b"\r\n")
-            if 0 < nl <= MAX_CHUNK_DIGITS and data[-2:] == b"\r\n":
-                size = _SIZES.get(data[:nl])
-                if size is not None and nl + 4 + size == len(data):
-                    return data[nl + 2 : nl + 2 + size], len(data), False
+        if not held:
+            whole = self.one_chunk(data)
+            if whole is not None:
+                return whole, len(data), False
         buf = self.pending + data if held else data
         pos = 0
         out: list[bytes] = []

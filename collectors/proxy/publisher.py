@@ -105,7 +105,7 @@ class Publisher:
         store = self.store
         try:
             if not self._registered:
-                self.store.register_device(self.device)
+                self.store.report_device(self.device)
                 self._registered = True
             if len(self.buffer):
                 self.published += self.buffer.flush(

@@ -31,6 +31,7 @@ DEFER_MAX = 256 << 10  # unparsed bytes a deferred stream may hold before it is 
 
 # the C scanner, without json.loads' wrappers
 _scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_OBSERVERS = tuple(shape.observe for shape in SHAPES)  # every runtime kind's response parser
 
 
 def framing_for(content_type: str | None, content_encoding: str | None = None) -> str:
@@ -283,9 +284,10 @@ class StreamTiming:
         model = obj.get("model")
         if isinstance(model, str) and model and self.model is None:
             self.model = model
+        seen = self.seen
         output = False
-        for shape in SHAPES:
-            if shape.observe(obj, self.seen):
+        for observe in _OBSERVERS:
+            if observe(obj, seen):
                 output = True
         if output:
             self.output_chunks += 1

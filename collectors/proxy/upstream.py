@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
+from time import perf_counter
 from typing import TYPE_CHECKING
 
 from collectors.proxy.http1 import (
@@ -77,6 +77,7 @@ class UpstreamConn(asyncio.Protocol):
         self.head_only = False
         self.record = False
         self.dechunk = False
+        self.relay_chunks: ChunkedBody | None = None  # a chunked body forwarded as it is
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,6 +94,7 @@ class UpstreamConn(asyncio.Protocol):
         self.state = HEAD_STATE
         self.buf = b""
         self.body = None
+        self.relay_chunks = None
         self.stream = None
         self.got_bytes = False
         self.reusable = True
@@ -135,15 +137,25 @@ class UpstreamConn(asyncio.Protocol):
             self._end(UpstreamClosed("the connection closed before a response"))
         elif self.state == BODY:
             if isinstance(self.body, CloseBody):
-                self._done(time.perf_counter())
+                self._done(perf_counter())
             else:
                 self._end(UpstreamClosed("the connection closed mid-response"))
         self.state = DEAD
 
     def data_received(self, data: bytes) -> None:
-        t = time.perf_counter()
+        t = perf_counter()
         self.got_bytes = True
         if self.state == BODY:
+            chunks = self.relay_chunks
+            if chunks is not None:  # the hot path of a token stream: one read, one chunk
+                payload = chunks.one_chunk(data)
+                if payload is not None:
+                    client = self.client
+                    if client is not None:
+                        client.write(data)
+                    if self.stream is not None:
+                        self.stream.feed(payload, t)
+                    return
             self._body(data, t)
             return
         if self.state != HEAD_STATE:  # bytes nobody asked for: do not reuse this connection
@@ -200,6 +212,7 @@ class UpstreamConn(asyncio.Protocol):
             if b"chunked" in encodings:
                 self.body = ChunkedBody()
                 passthrough_chunked = not self.dechunk
+                self.relay_chunks = self.body if passthrough_chunked else None
                 self.close_client = self.close_client or self.dechunk
             else:
                 self.body = CloseBody()

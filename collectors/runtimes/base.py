@@ -214,6 +214,14 @@ class RuntimeClient:
             url += "?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
         return SHARED.get(url, lambda: self._request("GET", path, base=base, params=params))
 
+    def _shared_json(self, path: str) -> Any:
+        """GET a JSON answer through the process-wide share (read once per agent tick)."""
+        resp = self._shared(path)
+        try:
+            return resp.json()
+        except ValueError:
+            raise RuntimeApiError(f"{self.kind} GET {path}: body is not JSON: {resp.text[:120]!r}") from None
+
     def metrics_text(self, path: str = "/metrics", base: str | None = None,
                      params: dict[str, Any] | None = None) -> str:
         """The runtime's Prometheus text, read at most once per agent tick (shared)."""

@@ -101,6 +101,7 @@ class LlamaCppClient(RuntimeClient):
         self._states: tuple[float, dict[str, str]] | None = None
         self._last_counts: dict[str, float] = {}
         self._sizes: dict[str, float | None] = {}
+        self._slot_prev: dict[tuple[str, str], tuple[Any, float, float]] = {}  # (model, slot) -> task, n, t
 
     def ping(self) -> bool:
         body = self._json("GET", "/health")
@@ -109,11 +110,11 @@ class LlamaCppClient(RuntimeClient):
         return True
 
     def props(self) -> dict[str, Any]:
-        body = self._json("GET", "/props")
+        body = self._shared_json("/props")
         return body if isinstance(body, dict) else {}
 
     def _models(self) -> list[dict[str, Any]]:
-        body = self._json("GET", "/models")
+        body = self._shared_json("/models")
         entries = body.get("data", body.get("models")) if isinstance(body, dict) else body
         if not isinstance(entries, list):
             raise RuntimeApiError("llama-server /models: no model list in answer")
@@ -193,9 +194,33 @@ class LlamaCppClient(RuntimeClient):
             else:
                 for key, value in slot_values(slots).items():
                     out[series_key(key, **labels)] = value
+                rate = self._in_flight_rate(model or "", slots)
+                if rate is not None:
+                    out[series_key("llamacpp_slots_decode_tokens_per_second", **labels)] = rate
         if not out and errors:
             raise errors[0]
         return out
+
+    def _in_flight_rate(self, model: str, slots: list[dict[str, Any]]) -> float | None:
+        """Tokens per second of the generations running now: each busy slot's n_decoded growth since
+        the previous read of the same task, averaged over those slots. Unlike the /metrics gauges it
+        needs no request to have finished, so a long answer shows its speed while it streams."""
+        now = time.monotonic()
+        rates = []
+        for slot in slots:
+            nxt = slot.get("next_token")
+            nxt = nxt[0] if isinstance(nxt, list) and nxt and isinstance(nxt[0], dict) else nxt
+            decoded = number(nxt.get("n_decoded"), limit=1e9) if isinstance(nxt, dict) else None
+            key = (model, str(slot.get("id")))
+            task = slot.get("id_task")
+            if slot.get("is_processing") is not True or decoded is None:
+                self._slot_prev.pop(key, None)
+                continue
+            prev = self._slot_prev.get(key)
+            self._slot_prev[key] = (task, decoded, now)
+            if prev is not None and prev[0] == task and decoded > prev[1] and now > prev[2]:
+                rates.append((decoded - prev[1]) / (now - prev[2]))
+        return sum(rates) / len(rates) if rates else None
 
     def _rates(self, values: dict[str, float], model: str) -> dict[str, float]:
         """The tok/s gauges cover the requests finished since the previous read: with none

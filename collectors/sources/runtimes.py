@@ -16,7 +16,9 @@ Matching: a process belongs to a runtime when its comm or argv[0] basename is in
 `cmdline` / `cgroup` / `container` regex matches; its descendants follow it. When several runtimes
 of one kind match a process (two servers of one kind), the one whose URL port is the port the process
 listens on (its kind's `port_of(argv)`, e.g. `--port`) takes it; a process no port decides
-follows its parent, else the first match. The defaults come from the runtime registry
+follows its parent, else the first match. A process of a default runtime listening on another port
+than the default URL's is another server of that kind: runtime `<name>:<port>`, its API probed
+at that port. The defaults come from the runtime registry
 (collectors.runtimes.KINDS: names, command lines, default URL and ceiling). Config: a JSON file
 named by THOXDASH_AGENT_RUNTIMES: {"runtimes": [{"name", "kind", "url", "ceiling_bytes",
 "match": {"names": [], "cmdline": [], "cgroup": [], "container": []}}], "defaults": true}; entries
@@ -164,6 +166,7 @@ class ProcessMatcher:
         self.specs = specs
         self._need_cgroup = any(s.needs_cgroup for s in specs)
         self._cache: dict[int, Entry] = {}
+        self.derived: dict[str, RuntimeSpec] = {}  # `<default runtime>:<port>`: more servers of one kind
 
     def _classify(self, pid: int) -> Entry | None:
         st = procs.stat(self.root, pid)
@@ -190,6 +193,24 @@ class ProcessMatcher:
             if spec is not None and port is not None and spec.port == port:
                 return name
         return None
+
+    def _split(self, owner: str, entry: Entry, parent: str | None) -> str:
+        """A default runtime's process listening on another port than the default URL's is another
+        server of that kind: runtime `<name>:<port>`, its API at that port (its children follow it)."""
+        spec = next((s for s in self.specs if s.name == owner), None)
+        if spec is None or spec.explicit or spec.port is None or not spec.url:
+            return owner
+        port = entry[4][entry[2].index(owner)]
+        if port is None or port == spec.port:
+            return owner
+        if parent is not None and (parent == owner or parent.startswith(owner + ":")):
+            return parent  # e.g. a router-mode server's per-model children
+        name = f"{owner}:{port}"
+        if name not in self.derived:
+            host = urlsplit(spec.url).hostname or "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            self.derived[name] = RuntimeSpec(name, spec.kind, f"http://{host}:{port}", spec.ceiling_bytes)
+        return name
 
     def scan(self) -> dict[str, list[int]]:
         """{runtime: [pids]} including descendants of matched processes."""
@@ -218,11 +239,13 @@ class ProcessMatcher:
                 return None
             if not entry[2]:
                 owner = owner_of(entry[1], depth + 1)
-            elif len(entry[2]) == 1:
-                owner = entry[2][0]
-            else:  # several runtimes match: the port decides, else the parent's, else the first
+            else:
                 parent = owner_of(entry[1], depth + 1)
-                owner = self._by_port(entry) or (parent if parent in entry[2] else entry[2][0])
+                if len(entry[2]) == 1:
+                    owner = entry[2][0]
+                else:  # several runtimes match: the port decides, else the parent's, else the first
+                    owner = self._by_port(entry) or (parent if parent in entry[2] else entry[2][0])
+                owner = self._split(owner, entry, parent)
             owners[pid] = owner
             return owner
 
@@ -296,7 +319,7 @@ class RuntimeSource(Source):
         values: dict[str, float | None] = {}
         events: list[dict[str, Any]] = []
         state: dict[str, Any] = {}
-        for spec in self.specs:
+        for spec in [*self.specs, *self.matcher.derived.values()]:
             rss_of = {pid: rss for pid in found.get(spec.name, []) if (rss := procs.rss_bytes(self.root, pid))}
             pids = sorted(rss_of)  # a zombie or a process that just exited has no RSS: not counted
             if not pids and not spec.explicit and spec.name not in self.up:

@@ -78,7 +78,7 @@ def nvpmodel(root: Path) -> dict[str, Any] | None:
     mode = parse_status(read_text(root / "var/lib/nvpmodel/status"))
     if mode is None and root == Path("/") and _nvpmodel_command():
         try:
-            out = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=3).stdout
+            out = subprocess.run([str(_nvpmodel_command()), "-q"], capture_output=True, text=True, timeout=3).stdout
         except (OSError, subprocess.SubprocessError):
             out = ""
         match = re.search(r"^\s*(\d+)\s*$", out, re.MULTILINE)
@@ -92,8 +92,8 @@ _which_cache: dict[str, str | None] = {}
 
 
 def _nvpmodel_command() -> str | None:
-    if "nvpmodel" not in _which_cache:
-        _which_cache["nvpmodel"] = shutil.which("nvpmodel")
+    if "nvpmodel" not in _which_cache:  # fixed system folders only, never the caller's PATH
+        _which_cache["nvpmodel"] = shutil.which("nvpmodel", path="/usr/sbin:/usr/bin:/sbin:/bin")
     return _which_cache["nvpmodel"]
 
 

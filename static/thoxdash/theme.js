@@ -44,6 +44,7 @@
   }
   window.thoxdashLocalTimes = localTimes;
   window.thoxdashZone = zoneName;
-  function ready() { wire(); localTimes(); }
+  // after the current task: the device page draws its first chart on DOMContentLoaded, before this
+  function ready() { wire(); setTimeout(function () { localTimes(); }, 0); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready); else ready();
 })();
