@@ -31,7 +31,8 @@ RULES: list[Rule] = [runtime_memory, oom_kill, memory_pressure_high, swap_in_use
                      thermal_throttling, gpu_clock_not_locked, latency_slo_breach, irq_on_isolated_cpu,
                      runtime_down, device_down, agent_source_down]
 
-# every alert name, derived from what each rule declares (`@emits`): the stable names of docs/ARCHITECTURE.md and advisors/ALERTS.md
+# every alert name, derived from what each rule declares (`@emits`); the stable names are listed in
+# advisors/ALERTS.md
 RULE_NAMES: tuple[str, ...] = tuple(name for rule in RULES for name in getattr(rule, "names", ()))
 
 
