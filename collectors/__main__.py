@@ -165,7 +165,8 @@ def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Pat
     from collectors.sources.tuning import TuningSource
 
     runtimes = recording.config.get("runtimes")
-    first = next((r["values"] for r in recording.records if "swap_total_bytes" in (r.get("values") or {})), {})
+    first: dict[str, Any] = next(
+        (r["values"] for r in recording.records if "swap_total_bytes" in (r.get("values") or {})), {})
     build(root, runtimes, swap_total_bytes=first.get("swap_total_bytes") or 32_706_361_344,
           swap_used_bytes=first.get("swap_used_bytes") or 0.0)
     write_allow_list(root, runtimes, {"ollama": ollama.url})
