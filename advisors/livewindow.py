@@ -8,6 +8,7 @@ device may land on any process); an entry is rebuilt from scratch when it is old
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from advisors.rules import Window
 from collectors.store import TelemetryStore
 
+log = logging.getLogger(__name__)
 STREAMS = ("telemetry", "requests", "events")
 
 
@@ -57,10 +59,15 @@ class LiveWindows:
             # lose it for good, since the next read starts after it; bad entries are skipped
             fresh, state = store.read_after(device, STREAMS, entry.last_ids, now - window_s)
             for record in fresh:
-                window.add(record)
+                try:
+                    window.add(record)
+                except (TypeError, ValueError, AttributeError):
+                    log.warning("%s: record at %s has a malformed body, skipped", device, record.get("ts"))
             window.now = now
             window.trim(now - window_s)
             window.state = {**state, **window.state}
+            if window.last_seen is None:  # cold: when did the device last send anything?
+                window.last_seen = store.last_seen(device)
             yield window
 
     def clear(self) -> None:

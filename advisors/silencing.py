@@ -40,14 +40,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def alert_dict(alert: Alert, silences: list[Silence]) -> dict[str, Any]:
+def alert_dict(alert: Alert, silences: list[Silence], down: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """`down`: devices whose device_down fires; their other firing alerts are `stale`."""
     hit = alert.silenced_by(silences) if alert.state == Alert.FIRING else None
     return {"id": alert.pk, "device": alert.device, "rule": alert.rule, "severity": alert.severity,
             "labels": alert.labels, "fingerprint": alert.fingerprint, "state": alert.state,
             "starts_at": _iso(alert.starts_at), "ends_at": _iso(alert.ends_at), "summary": alert.summary,
             "acknowledged_by": alert.acknowledged_by.get_username() if alert.acknowledged_by else None,
             "acknowledged_at": _iso(alert.acknowledged_at),
-            "silenced_until": _iso(hit.expires_at) if hit else None}
+            "silenced_until": _iso(hit.expires_at) if hit else None,
+            "stale": alert.state == Alert.FIRING and alert.device in down and alert.rule != "device_down"}
 
 
 def silence_dict(row: Silence) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from celery import shared_task
 
@@ -15,23 +14,8 @@ SWEEP_EVERY_S = 5
 
 @shared_task(name="advisors.tasks.evaluate_device", acks_late=True)
 def evaluate_device(device: str, now: float | None = None) -> dict[str, int]:
-    from advisors.alerting import evaluate_device as run
-    from advisors.telemetry import store
-
-    result = run(store(), device, now)
-    try:
-        from advisors.notify.dispatch import notify_transitions
-    except ImportError:
-        pass
-    else:
-        notify_transitions(result)
-    from advisors.actions import after_evaluation
-
-    try:  # action answers + auto mode; never let it break the alert cycle
-        after_evaluation(store(), device)
-    except Exception:
-        log.exception("actions after evaluating %s", device)
-    return {k: len(v) for k, v in result.items()}
+    """One device, on demand: the same path as beat's (`evaluate_batch` of one)."""
+    return evaluate_batch.run([device], now)
 
 
 @shared_task(name="advisors.tasks.collect_action_results")
@@ -45,15 +29,16 @@ def collect_action_results(device: str | None = None) -> int:
 
 @shared_task(name="advisors.tasks.evaluate_batch", acks_late=True)
 def evaluate_batch(devices: list[str], now: float | None = None) -> dict[str, int]:
-    """Evaluate many devices in one task (the beat path): idempotent like evaluate_device."""
+    """Evaluate many devices in one task (the beat path); idempotent (acks_late redelivery)."""
     import time
 
     from advisors.alerting import evaluate_batch as run
+    from advisors.notify.dispatch import notify_transitions
     from advisors.selfmetrics import record_cycle
     from advisors.telemetry import store
 
     started = time.time()
-    batch = run(store(), devices, now, on_transitions=_notifier())
+    batch = run(store(), devices, now, on_transitions=notify_transitions)
     record_cycle(store(), started, time.time(), len(devices), len(batch.failed))
     actions_after_batch(devices, batch.rows)
     return {
@@ -66,17 +51,9 @@ def evaluate_batch(devices: list[str], now: float | None = None) -> dict[str, in
     }
 
 
-def _notifier() -> Callable[[dict], object] | None:
-    try:
-        from advisors.notify.dispatch import notify_transitions
-    except ImportError:
-        return None
-    return notify_transitions
-
-
 def actions_after_batch(devices: list[str], rows: dict) -> None:
-    """What evaluate_device's after_evaluation does, for a batch: collect answers only for devices
-    with pending requests (one query finds them) and run auto mode only where it is on."""
+    """Action answers and auto mode after a batch: collect answers only for devices with pending
+    requests (one query finds them) and run auto mode only where it is on."""
     from django.conf import settings
 
     from advisors.actions import auto_actions, collect_results

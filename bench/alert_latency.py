@@ -1,4 +1,4 @@
-"""Breach-to-webhook latency with the full stack running.
+"""Breach-to-webhook and device-silent-to-webhook latency with the full stack running.
 
 Processes: Redis (already running), a prefork Celery worker, Celery beat (rules every
 RULES_INTERVAL_S, 1 s by default), daphne (started by the bench stack; not on the path), and a
@@ -13,7 +13,13 @@ With --alertmanager, a real Alertmanager (Debian's prometheus-alertmanager) also
 through an `alertmanager-api` webhook, and each trial also measures the time until the alert is
 listed by its GET /api/v2/alerts (polled every 50 ms), and until it is gone from it on resolve.
 
+Device-silent trials: `--silent` devices send 1 Hz agent status records and stop one after
+another (0.37 s apart, so they land at different phases of the beat second); each one's time from
+its last sample to its device_down webhook is measured. Its floor is THOXDASH_STALE_AFTER_S (the
+silence that defines "down"), printed beside it as the peer; what the pipeline adds is the rest.
+
     .venv/bin/python bench/alert_latency.py [--trials 30] [--devices 10] [--alertmanager]
+                                            [--silent 20] [--stale-after 15]
 """
 
 from __future__ import annotations
@@ -50,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--devices", type=int, default=10, help="background fleet size")
     ap.add_argument("--alertmanager", action="store_true", help="also push to a real Alertmanager and time it")
+    ap.add_argument("--silent", type=int, default=20, help="device-silent trials (0: none)")
+    ap.add_argument("--stale-after", type=float, default=15.0, help="THOXDASH_STALE_AFTER_S of the stack")
     args = ap.parse_args(argv)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"thoxbench:{uuid.uuid4().hex[:8]}:"
     store = TelemetryStore(connect(redis_url), prefix=prefix)
-    stack = start(redis_url, prefix)
+    stack = start(redis_url, prefix, extra_env={"THOXDASH_STALE_AFTER_S": f"{args.stale_after:g}"})
     fleet = Fleet(store, args.devices, name="bg")
     stop = threading.Event()
 
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     resolve: list[float] = []
     am_fire: list[float] = []
     am_resolve: list[float] = []
+    silent: list[float] = []
     am = None
     try:
         if args.alertmanager:
@@ -113,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 resolve.append(got.at - t1)
                 if am is not None:
                     am_resolve.append(am_wait(False, t1))
+            silent = silent_trials(store, rx, args.silent, args.stale_after) if args.silent else []
     finally:
         stop.set()
         if am is not None:
@@ -131,7 +141,53 @@ def main(argv: list[str] | None = None) -> int:
         print("breach -> listed by a real Alertmanager's GET /api/v2/alerts (alertmanager-api), same trials:")
         print(f"  fire:    p50 {statistics.median(af):.0f} ms  p99 {pct(af, 0.99):.0f} ms  max {max(af):.0f} ms")
         print(f"  resolve: p50 {statistics.median(ar):.0f} ms  p99 {pct(ar, 0.99):.0f} ms  max {max(ar):.0f} ms")
+    if silent:
+        over = [x - args.stale_after for x in silent]
+        print(f"device silent -> device_down webhook, {len(silent)} devices stopping 0.37 s apart "
+              f"(THOXDASH_STALE_AFTER_S {args.stale_after:g} s: the floor):")
+        print(f"  last sample -> webhook: p50 {statistics.median(silent):.2f} s  p99 {pct(silent, 0.99):.2f} s  "
+              f"max {max(silent):.2f} s")
+        print(f"  beyond the stale limit: p50 {statistics.median(over) * 1000:.0f} ms  "
+              f"p99 {pct(over, 0.99) * 1000:.0f} ms")
     return 0
+
+
+def silent_trials(store: TelemetryStore, rx: Receiver, count: int, stale_after: float) -> list[float]:
+    """`count` devices report at 1 Hz, then fall silent one by one; last sample -> webhook (s)."""
+    devices = [f"silent-{i}" for i in range(count)]
+    for device in devices:
+        store.register_device(device, board="bench")
+    key = 'agent_source_up{source="host"}'
+    last: dict[str, float] = {}
+    prev: dict[str, float] = {}
+    stop_at = {d: time.time() + 5 + 0.37 * i for i, d in enumerate(devices)}
+    while len(last) < count:
+        now = time.time()
+        for device in devices:
+            if device in last:
+                continue
+            if now >= stop_at[device]:
+                last[device] = prev.get(device, now)
+            elif now - prev.get(device, 0.0) >= 1.0:
+                store.publish(device, [{"ts": now, "source": "agent", "values": {key: 1.0}}])
+                prev[device] = now
+        time.sleep(0.05)
+    arrived: dict[str, float] = {}
+    deadline = time.time() + stale_after + 60
+    seen = 0
+    while len(arrived) < count and time.time() < deadline:
+        with rx.arrived:
+            rx.arrived.wait(0.5)
+            fresh = rx.received[seen:]
+            seen = len(rx.received)
+        for got in fresh:
+            for alert in got.json.get("alerts", []):
+                device = alert["labels"].get("device")
+                if (alert["labels"].get("alertname") == "device_down" and alert["status"] == "firing"
+                        and device in last and device not in arrived):
+                    arrived[device] = got.at
+    return [arrived[d] - last[d] for d in devices if d in arrived]
+
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from collectors.agent import Agent, default_sources
     from collectors.board import describe
     from collectors.buffer import OutboxBuffer
+    from collectors.device_config import agent_state
 
     root = Path(args.root)
     sources = default_sources(root, args.interval)
@@ -92,6 +93,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     redis_version.check_at_start(store.r, redact_url(args.redis))  # down: buffer; too old: exit
     spill = Path(args.spill or os.environ.get("THOXDASH_AGENT_SPILL", ".run/agent-spill")) / f"{args.device}.jsonl"
     agent = Agent(args.device, sources, store, buffer=OutboxBuffer(spill_path=spill), board=describe(root))
+    agent.device_state = agent_state(root, sources, agent.board)
     try:
         from collectors.actions.executor import attach_executor
     except ImportError:
@@ -107,6 +109,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from collectors.agent import Agent, default_sources
     from collectors.board import describe
+    from collectors.device_config import agent_state
     from collectors.recording import dumps
 
     root = Path(args.root)
@@ -116,8 +119,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     count = 0
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     with out:
+        own = agent_state(root, agent.sources, agent.board)  # the device's config travels with it
         out.write(dumps({"thoxdash_recording": 1, "device": agent.device, "board": agent.board,
-                         "notes": "recorded by python -m collectors record"}) + "\n")
+                         "config": own["config"], "notes": "recorded by python -m collectors record"}) + "\n")
         while not stop.is_set() and (end is None or time.time() < end):
             for record in agent.collect_due(time.time()):
                 out.write(dumps(record) + "\n")
@@ -166,7 +170,8 @@ def _demo_executor(recording: Any, store: TelemetryStore, device: str, root: Pat
 
     runtimes = recording.config.get("runtimes")
     first: dict[str, Any] = next(
-        (r["values"] for r in recording.records if "swap_total_bytes" in (r.get("values") or {})), {})
+        (r["values"] for r in recording.records if "swap_total_bytes" in (r.get("values") or {})), {}
+    )
     build(root, runtimes, swap_total_bytes=first.get("swap_total_bytes") or 32_706_361_344,
           swap_used_bytes=first.get("swap_used_bytes") or 0.0)
     write_allow_list(root, runtimes, {"ollama": ollama.url})

@@ -25,6 +25,7 @@ from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
 log = logging.getLogger(__name__)
 
 Hook = Callable[["Agent", float], None]
+STATE_EVERY_S = 60.0
 
 
 class Agent:
@@ -50,6 +51,8 @@ class Agent:
         self._backoff = 0.0
         self._retry_at = 0.0
         self._failed_store: TelemetryStore | None = None
+        self.device_state: dict[str, Any] = {}  # the device's own config etc. (collectors.device_config)
+        self._state_at = float("-inf")
 
     # -- one source ------------------------------------------------------------------------
     def _collect_one(self, source: Source, now: float) -> list[dict[str, Any]]:
@@ -92,6 +95,9 @@ class Agent:
             records.extend(self._bounded(name, out or []))
         if fresh or self._status_due(now):  # the status record: with each sampling round, not per tick
             records.append(self._status_record(now))
+        if self.device_state and now - self._state_at >= STATE_EVERY_S:  # its config, once a minute
+            self._state_at = now
+            records.append({"ts": now, "source": "device_config", "state": self.device_state})
         return records
 
     def _bounded(self, name: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

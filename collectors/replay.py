@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from collectors.device_config import recording_config
 from collectors.recording import Recording
 from collectors.store import OUTAGE_ERRORS, RECONNECT_MAX_S, TelemetryStore
 
@@ -34,10 +35,14 @@ def replay(recording: Recording, store: TelemetryStore, device: str, speed: floa
     feed.register()
     first = recording.records[0]["ts"]
     last = recording.records[-1]["ts"]
+    # the device's own config travels with its telemetry, into its state (as the agent does)
+    own = {"config": recording_config(header)}
     sent = 0
     while not stop.is_set():
         start = time.time()
-        batch: list[dict[str, Any]] = []
+        lead = start if speed > 0 else start - (last - first)
+        batch: list[dict[str, Any]] = [{"ts": round(lead, 6), "source": "replay", "state": own}]
+        sent -= 1  # goes out with the first batch; `sent` counts the recording's records
         for record in recording.records:
             new_ts = start + (record["ts"] - first) / speed if speed > 0 else start - (last - record["ts"])
             if batch and new_ts != batch[-1]["ts"]:

@@ -300,6 +300,11 @@ class TelemetryStore:
                 values[k] = value
         return {"ts": _finite(ts), "values": values, "state": decode_state(state_raw)}
 
+    def last_seen(self, device: str) -> float | None:
+        """When the device last published values (its latest hash's `__ts`); None if never. The
+        rules' device_down reads it when their cached window is cold."""
+        return _finite(self.r.hget(self.keys(device).latest, "__ts"))
+
     def latest_all(self) -> dict[str, dict[str, str]]:
         """Raw latest-values hashes of every registered device in one pipeline round trip
         (after one HKEYS): device -> {series key: value text, "__ts": ...}. Used by /metrics."""

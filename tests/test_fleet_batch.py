@@ -99,6 +99,7 @@ def test_changed_summaries_are_written_for_the_whole_batch(store):
     now = 1_800_000_000.0
     devices = ["s-0", "s-1"]
     for device in devices:
+        DeviceSettings.objects.create(device=device, thresholds={"for_s": {"memory_pressure_high": 0}})
         store.publish(
             device, [{"ts": now, "source": "jtop", "values": {"memory_pressure_some_ratio": 0.5}}]
         )
@@ -147,3 +148,44 @@ def test_evaluate_all_sends_batches_with_an_expiry(settings, monkeypatch):
 def test_chunks():
     assert tasks.chunks(list("abcdefg"), 3) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
     assert tasks.chunks([], 3) == [] and tasks.chunks(["a"], 0) == [["a"]]
+
+
+def test_a_silent_device_fires_device_down_and_its_other_alerts_go_stale(store, admin_client):
+    """Through the production path (evaluate_batch): silence past THOXDASH_STALE_AFTER_S fires one
+    critical device_down; the device's other alert neither resolves nor changes while it is silent,
+    even when its data leaves the window, and shows as stale in the API; both end when data
+    returns."""
+    now = 1_800_000_000.0
+    device = "quiet-1"
+    breach(store, device, now)
+    evaluate_batch(store, [device], now)
+    assert firing(device) == ["runtime_memory_over_ceiling"]
+    calls = []
+    evaluate_batch(store, [device], now + 10, on_transitions=calls.append)
+    assert firing(device) == ["runtime_memory_over_ceiling"] and calls == []  # 10 s: not yet down
+    evaluate_batch(store, [device], now + 16, on_transitions=calls.append)
+    assert firing(device) == ["device_down", "runtime_memory_over_ceiling"]
+    assert [(a.rule, a.severity, a.labels) for a in calls[0]["fired"]] == [("device_down", "critical", {})]
+    evaluate_batch(store, [device], now + 400)  # the breach has left the 300 s window: still frozen
+    assert firing(device) == ["device_down", "runtime_memory_over_ceiling"]
+    body = admin_client.get("/api/alerts", {"device": device}).json()
+    assert {a["rule"]: a["stale"] for a in body} == {"device_down": False, "runtime_memory_over_ceiling": True}
+    page = admin_client.get("/alerts/", {"device": device}).content.decode()
+    assert page.count("stale (device down)") == 1
+    store.publish(device, [{"ts": now + 401, "source": "jtop", "values": {KEY: 2.0e9}}])
+    back = evaluate_batch(store, [device], now + 401).results[device]
+    assert sorted(a.rule for a in back["resolved"]) == ["device_down", "runtime_memory_over_ceiling"]
+    assert firing(device) == []
+
+
+def test_a_failing_agent_source_fires_after_a_minute(store):
+    now = 1_800_000_000.0
+    device = "src-1"
+    key = 'agent_source_up{source="jtop"}'
+    store.register_device(device)
+    store.publish(device, [{"ts": now + i, "source": "agent", "values": {key: 0.0 if i >= 10 else 1.0}}
+                           for i in range(80)])
+    evaluate_batch(store, [device], now + 60)
+    assert firing(device) == []
+    fired = evaluate_batch(store, [device], now + 79).results[device]["fired"]
+    assert [(a.rule, a.labels) for a in fired] == [("agent_source_down", {"source": "jtop"})]

@@ -14,11 +14,16 @@ def test_record_then_replay_round_trips(tmp_path, store):
     assert proc.returncode == 0, proc.stderr
     recording = load(out)
     assert recording.header["thoxdash_recording"] == 1
+    assert isinstance(recording.header["config"], dict)  # the device's own config, for evaluate
     assert len([r for r in recording.records if r["source"] == "host"]) >= 3
 
     sent = replay(recording, store, "replayed", speed=0)
     assert sent == len(recording.records)
     back = store.read("replayed") + store.read("replayed", "requests") + store.read("replayed", "events")
+    # replay adds one record: the recording's config, published into the device's state
+    published = [r for r in back if r["source"] == "replay"]
+    assert [list(r["state"]) for r in published] == [["config"]]
+    back = [r for r in back if r["source"] != "replay"]
     back.sort(key=lambda r: r["ts"])
     offset = back[-1]["ts"] - recording.records[-1]["ts"]
     # Lossless: same records, same order, every timestamp shifted by one offset.
@@ -35,6 +40,6 @@ def test_replay_paces_and_shifts_to_now(tmp_path, store):
     replay(load(rec), store, "paced", speed=4.0)
     elapsed = time.time() - started
     assert 0.6 < elapsed < 3
-    got = store.read("paced")
+    got = [r for r in store.read("paced") if r["source"] != "replay"]
     assert abs(got[0]["ts"] - started) < 1.0
     assert [r["values"]["x"] for r in got] == [0, 1, 2, 3]

@@ -56,6 +56,13 @@ POSITIVE = {
     "runtime_down__pos": ("runtime_down", {"runtime": "triton"}, "critical", (50, 51), (100, 101)),
     "gpu_clock_not_locked__pos": ("gpu_clock_not_locked", {}, "warning", (5, 12), None),
     "gpu_clock_not_locked__pos_flag": ("gpu_clock_not_locked", {}, "warning", (0, 1), None),
+    # issue 13: silence, failing sources, heat without configured hints, slow drift
+    "device_down__pos": ("device_down", {}, "critical", (64, 66), (90, 91)),
+    "agent_source_down__pos": ("agent_source_down", {"source": "jtop"}, "warning", (89, 91), (120, 121)),
+    "thermal_throttling__pos_orin_nano_no_hints": ("thermal_throttling", {"zone": "gpu"}, "warning", (70, 100), None),
+    "thermal_throttling__pos_evidence": ("thermal_throttling", {"zone": "gpu"}, "warning", (70, 100), None),
+    "throughput_degradation__pos_drift": (
+        "throughput_degradation", {"runtime": "ollama", "model": "gpt-oss:20b"}, "warning", (2400, 3600), None),
 }
 
 NEGATIVE = {
@@ -75,6 +82,11 @@ NEGATIVE = {
     "runtime_down__neg": ["runtime_down"],
     "gpu_clock_not_locked__neg_policy_off": ["gpu_clock_not_locked"],
     "gpu_clock_not_locked__neg_locked": ["gpu_clock_not_locked"],
+    "device_down__neg": ["device_down"],
+    "agent_source_down__neg": ["agent_source_down"],
+    "thermal_throttling__neg_hot_idle": ["thermal_throttling"],
+    "throughput_degradation__neg_noise_hour": ["throughput_degradation", "reload_degradation"],
+    "memory_pressure_high__neg_blip": ["memory_pressure_high"],
 }
 
 
@@ -135,3 +147,60 @@ def test_thresholds_come_from_the_config(tmp_path):
     call_command("evaluate", str(RULES_DIR / "reload_degradation__pos_phi4.jsonl"), "--json", "--config", str(cfg),
                  stdout=out)
     assert only(json.loads(out.getvalue()), "reload_degradation") == []
+
+
+def test_a_silent_device_freezes_its_other_alerts():
+    """While device_down fires, swap_in_use keeps its last state (a 30 s window would otherwise
+    have resolved it 30 s into the silence), and nothing else starts or ends."""
+    alerts = evaluate("device_down__pos")
+    swap = only(alerts, "swap_in_use")
+    assert len(swap) == 1 and swap[0]["ends_at"] is None
+    down = only(alerts, "device_down")[0]
+    during = [a for a in alerts if down["starts_at"] < a["starts_at"] < down["ends_at"]]
+    assert [a["rule"] for a in during] == []
+
+
+def test_the_hint_less_orin_nano_uses_the_board_trip_point():
+    alert = only(evaluate("thermal_throttling__pos_orin_nano_no_hints"), "thermal_throttling")[0]
+    assert "99 °C board default throttle point" in alert["summary"]
+    evidence = only(evaluate("thermal_throttling__pos_evidence"), "thermal_throttling")[0]
+    assert "no throttle point known" in evidence["summary"] and "97% GPU load" in evidence["summary"]
+
+
+def test_a_blip_does_not_page_but_the_same_level_sustained_does(tmp_path):
+    """`for`: one PSI sample at thrashing levels fires nothing; held for the rule's `for` it fires."""
+    from advisors.config import DEFAULT_FOR_S
+
+    hold = DEFAULT_FOR_S["memory_pressure_high"]
+    assert hold > 0
+    records = [{"ts": T0 + i, "source": "psi", "values": {
+        "memory_pressure_full_ratio": 0.3 if 10 <= i < 20 else 0.0}} for i in range(30)]
+    rec = tmp_path / "held.jsonl"
+    rec.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = io.StringIO()
+    call_command("evaluate", str(rec), "--json", stdout=out)
+    fired = only(json.loads(out.getvalue()), "memory_pressure_high")
+    assert len(fired) == 1 and fired[0]["starts_at"] - T0 == 10 + hold
+
+
+ALERTS_MD = Path(__file__).resolve().parent.parent / "advisors/ALERTS.md"
+
+
+def test_every_summary_says_what_to_do_in_one_unit_convention():
+    import re
+
+    seen = set()
+    for path in sorted(RULES_DIR.glob("*.jsonl")):
+        for alert in evaluate(path.stem):
+            seen.add(alert["rule"])
+            summary = alert["summary"]
+            assert "What to do: " in summary, summary
+            assert summary.endswith(f"See advisors/ALERTS.md#{alert['rule']}"), summary
+            assert not re.search(r"\d (GB|MB|KB)\b", summary), summary
+    assert seen == set(RULE_NAMES)
+
+
+def test_every_rule_has_its_alerts_md_section():
+    text = ALERTS_MD.read_text(encoding="utf-8")
+    for rule in RULE_NAMES:
+        assert f"\n### {rule}\n" in text, rule

@@ -143,3 +143,50 @@ def test_a_broken_rule_does_not_silence_the_others(monkeypatch):
 def test_fingerprint_is_stable_and_label_order_free():
     assert fingerprint("r", {"a": "1", "b": "2"}, "d") == fingerprint("r", {"b": "2", "a": "1"}, "d")
     assert fingerprint("r", {"a": "1"}, "d") != fingerprint("r", {"a": "1"}, "e")
+
+
+def test_swap_is_one_reading_for_the_alert_and_the_checklist():
+    """Issue 13's demo: the alert said 1937 MiB of 27396 MiB while the checklist said "enabled but
+    unused" from the state's bare `swap_enabled`. Both now read the same series."""
+    from advisors.recommend import recommend, run_checks
+    from advisors.rules.pressure import swap_in_use
+
+    mib = 1024 * 1024
+    values = {"swap_used_bytes": 1937.0 * mib, "swap_total_bytes": 27396.0 * mib, "ram_available_bytes": 1.0e9}
+    state = {"swap_enabled": True}
+    check = next(c for c in run_checks(state, {}, values) if c["check"] == "swap")
+    assert check["status"] == "fail" and check["value"] == {"total_bytes": 27396 * mib, "used_bytes": 1937 * mib}
+    w = Window(now=1, series={k: [(1, v)] for k, v in values.items()}, state=state)
+    finding = swap_in_use(w, cfg(), set())[0]
+    assert finding.value == check["value"]["used_bytes"]
+    assert "1.89 GiB of 26.75 GiB" in finding.summary
+    # the advisor sees the same reading: 1.9 GiB swapped with 1 GB available is not a safe swapoff
+    swap_rec = next(r for r in recommend(state, values, [], cfg()) if r["id"].endswith("swap"))
+    assert swap_rec["safe"] is False
+    # without the series, the state alone still answers
+    assert next(c for c in run_checks(state, {}) if c["check"] == "swap")["evidence"].endswith("enabled but unused")
+
+
+def test_a_discrete_gpu_throttling_for_heat_says_so_through_nvml():
+    from advisors.rules.thermal import thermal_throttling
+
+    w = Window(now=10, series={"gpu_throttle_active": [(10, 1.0)], 'temperature_celsius{zone="gpu"}': [(10, 83.0)]},
+               state={"throttle_reasons": ["sw_thermal_slowdown", "sw_power_cap"]})
+    found = thermal_throttling(w, cfg(), set())
+    assert [(f.rule, f.labels) for f in found] == [("thermal_throttling", {"zone": "gpu"})]
+    assert "sw_thermal_slowdown" in found[0].summary and "sw_power_cap" not in found[0].summary
+    w.state["throttle_reasons"] = ["sw_power_cap"]  # a power cap is not heat
+    assert thermal_throttling(w, cfg(), set()) == []
+
+
+def test_clock_lock_reads_the_tuning_state_the_checklist_reads():
+    from advisors.recommend import run_checks
+    from advisors.rules.thermal import gpu_clock_not_locked
+
+    state = {"clocks_locked": {"cpu": True, "gpu": False, "emc": True}}
+    config = {**cfg(), "want_locked_clocks": True}
+    found = gpu_clock_not_locked(Window(now=1, state=state), config, set())
+    assert [f.rule for f in found] == ["gpu_clock_not_locked"] and "jetson_clocks is not active" in found[0].summary
+    assert next(c for c in run_checks(state, {}) if c["check"] == "clocks_locked")["status"] != "ok"
+    state["clocks_locked"]["gpu"] = True
+    assert gpu_clock_not_locked(Window(now=1, state=state), config, set()) == []

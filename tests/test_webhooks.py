@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -14,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from advisors.alerting import evaluate_device
-from advisors.models import Alert, Delivery, Silence, Webhook
+from advisors.models import Alert, Delivery, DeviceSettings, Silence, Webhook
 from advisors.notify.dispatch import plan
 from advisors.notify.sender import attempt, backoff_s, send_test
 from tests.receiver import Answer, Receiver, dead_url
@@ -34,7 +36,7 @@ def firing_alert(device: str = "orin-1", rule: str = "runtime_memory_over_ceilin
                  labels: dict | None = None) -> Alert:
     return Alert.objects.create(device=device, rule=rule, severity=severity, labels=labels or {"runtime": "ollama"},
                                 fingerprint=f"fp-{device}-{rule}-{Alert.objects.count()}",
-                                summary="ollama uses 5.62 GB, over its 5.50 GB ceiling", starts_at=timezone.now())
+                                summary="ollama uses 5.23 GiB, over its 5.12 GiB ceiling", starts_at=timezone.now())
 
 
 def one_delivery(hook: Webhook, alert: Alert) -> Delivery:
@@ -210,21 +212,31 @@ def test_backoff_is_capped_exponential_with_jitter():
     assert len({round(d, 6) for d in delays}) == len(delays)
 
 
-def test_live_cycle_fires_then_resolves_and_both_reach_the_receiver(store):
-    now = 1_800_000_000.0
+def test_live_cycle_fires_then_resolves_and_both_reach_the_receiver(django_capture_on_commit_callbacks):
+    """The production path: the beat's evaluate_batch task evaluates, plans the deliveries in the
+    alert's transaction and starts them on commit (captured here, then attempted)."""
+    from advisors import tasks
+    from advisors.telemetry import store as web_store
+
+    store = web_store()
+    now = time.time()
+    device = f"wh-{uuid.uuid4().hex[:6]}"
     key = 'runtime_memory_bytes{runtime="ollama"}'
-    store.publish("orin-1", [{"ts": now - 2 + i, "source": "jtop", "values": {key: 5.7e9}} for i in range(3)])
+    store.register_device(device)
+    store.publish(device, [{"ts": now - 2 + i, "source": "jtop", "values": {key: 5.7e9}} for i in range(3)])
     with Receiver(secret="k") as rx:
         Webhook.objects.create(url=rx.url, format="alertmanager", secret="k")
-        fired = evaluate_device(store, "orin-1", now)
-        assert [a.rule for a in fired["fired"]] == ["runtime_memory_over_ceiling"]
-        assert evaluate_device(store, "orin-1", now)["fired"] == []  # the same cycle again: nothing new
-        for d in plan(fired["fired"]):
+        with django_capture_on_commit_callbacks() as started:
+            assert tasks.evaluate_batch([device], now)["fired"] == 1
+        assert tasks.evaluate_batch([device], now)["fired"] == 0  # the same cycle again: nothing new
+        assert len(started) == 1
+        for d in Delivery.objects.filter(status=Delivery.PENDING):
             attempt(d.pk)
-        store.publish("orin-1", [{"ts": now + 1, "source": "jtop", "values": {key: 2.0e9}}])
-        resolved = evaluate_device(store, "orin-1", now + 1)
-        assert [a.rule for a in resolved["resolved"]] == ["runtime_memory_over_ceiling"]
-        for d in plan(resolved["resolved"]):
+        store.publish(device, [{"ts": now + 1, "source": "jtop", "values": {key: 2.0e9}}])
+        with django_capture_on_commit_callbacks() as started:
+            assert tasks.evaluate_batch([device], now + 1)["resolved"] == 1
+        assert len(started) == 1
+        for d in Delivery.objects.filter(status=Delivery.PENDING):
             attempt(d.pk)
         got = rx.wait_for(2)
     assert [r.json["status"] for r in got] == ["firing", "resolved"]
@@ -266,6 +278,7 @@ def test_escalation_to_critical_reaches_critical_only_receivers(store):
     now = 1_800_000_100.0
     with Receiver() as rx:
         Webhook.objects.create(url=rx.url, min_severity="critical")
+        DeviceSettings.objects.create(device="orin-2", thresholds={"for_s": {"memory_pressure_high": 0}})
         store.publish("orin-2", [{"ts": now, "source": "jtop", "values": {"memory_pressure_some_ratio": 0.5}}])
         first = evaluate_device(store, "orin-2", now)
         assert [a.severity for a in first["fired"]] == ["warning"] and plan(first["fired"]) == []

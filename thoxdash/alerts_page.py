@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from advisors.alerting import stale_devices
 from advisors.models import Alert, Silence
 from advisors.silencing import acknowledge, expire, silence
 
@@ -23,8 +24,10 @@ def alerts_page(request: HttpRequest) -> HttpResponse:
         firing = [a for a in firing if a.device == device]
     if fingerprint:
         firing = [a for a in firing if a.fingerprint == fingerprint]
+    down = stale_devices()
     for alert in firing:
         alert.silence = alert.silenced_by(silences)  # type: ignore[attr-defined]  # for the template
+        alert.stale = alert.device in down and alert.rule != "device_down"  # type: ignore[attr-defined]
     history = Alert.objects.exclude(state=Alert.FIRING)
     if device:
         history = history.filter(device=device)

@@ -10,6 +10,7 @@ import json
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
+from advisors.alerting import stale_devices
 from advisors.models import Alert, Silence
 from advisors.silencing import acknowledge, alert_dict, expire, silence, silence_dict
 from thoxdash.auth import api_auth, csrf_for_sessions
@@ -43,7 +44,8 @@ def alerts(request: HttpRequest) -> JsonResponse:
     if rule := request.GET.get("rule"):
         rows = rows.filter(rule=rule)
     silences = list(Silence.active())
-    return JsonResponse([alert_dict(a, silences) for a in rows[:limit]], safe=False)
+    down = stale_devices()
+    return JsonResponse([alert_dict(a, silences, down) for a in rows[:limit]], safe=False)
 
 
 def _alert_or_404(pk: int) -> Alert | JsonResponse:

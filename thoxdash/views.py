@@ -36,7 +36,8 @@ def fleet(request: HttpRequest) -> HttpResponse:
     return render(request, "fleet.html", {"rows": fleet_rows(), "stale_after_s": settings.STALE_AFTER_S})
 
 
-def checklist(state: dict[str, Any], config: dict[str, Any]) -> list[dict[str, str]]:
+def checklist(state: dict[str, Any], config: dict[str, Any],
+              values: dict[str, float] | None = None) -> list[dict[str, str]]:
     """The doctor's tuning checklist over the latest state hash, in words for the template."""
     from advisors.recommend import run_checks
     from advisors.recommend.words import check_title, describe, describe_recommended
@@ -46,7 +47,7 @@ def checklist(state: dict[str, Any], config: dict[str, Any]) -> list[dict[str, s
              "value": describe(c["check"], c.get("value")),
              "recommended": describe_recommended(c["check"], c.get("recommended")),
              "evidence": str(c.get("evidence") or "")}
-            for c in run_checks(state, config)]
+            for c in run_checks(state, config, values)]
 
 
 def host_config(device_id: str, values: dict[str, float] | None = None) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def _page_config(device_id: str) -> tuple[dict[str, Any], dict[str, Any], list[d
         "live_window_s": settings.LIVE_WINDOW_S,
         "max_updates_per_s": settings.LIVE_MAX_UPDATES_PER_S,
         "charts": chart_series(),  # chart id -> the metric names it draws (collectors/catalog.py)
-    }, state, checklist(state, config)
+    }, state, checklist(state, config, latest["values"])
 
 
 @login_required

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from advisors.recommend.words import cpu_list, parse_cpus
+from advisors.rules.pressure import swap_reading
 from collectors.text import is_uint
 
 CHECK_IDS = ("preempt_rt", "cpu_governor", "clocks_locked", "nvpmodel", "isolcpus", "irq_affinity", "thp",
@@ -226,7 +227,7 @@ CHECKLIST: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]]
 }
 
 
-def normalize(state: dict[str, Any] | None) -> dict[str, Any]:
+def normalize(state: dict[str, Any] | None, values: dict[str, float] | None = None) -> dict[str, Any]:
     """Accept the older/simpler shapes too (recordings made before the tuning source settled):
     governors keyed by CPU ranges ("0-11"), nvpmodel as a bare name, `jetson_clocks` and
     `swap_enabled` booleans."""
@@ -246,13 +247,18 @@ def normalize(state: dict[str, Any] | None) -> dict[str, Any]:
         state["clocks_locked"] = {"cpu": locked, "gpu": locked, "emc": locked}
     if "swap" not in state and isinstance(state.get("swap_enabled"), bool):
         state["swap"] = {"enabled": state["swap_enabled"], "used_bytes": 0}
+    # one reading of swap for the checklist, the advisor and the swap_in_use alert
+    if values and (reading := swap_reading(values, state)) is not None:
+        state["swap"] = reading
     return state
 
 
-def run_checks(state: dict[str, Any], config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every check, in the checklist's order; a check that breaks on odd data reads 'unknown'."""
+def run_checks(state: dict[str, Any], config: dict[str, Any] | None = None,
+               values: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Every check, in the checklist's order; a check that breaks on odd data reads 'unknown'.
+    `values` (the latest numeric series) give the readings that are series (swap sizes)."""
     config = config or {}
-    state = normalize(state)
+    state = normalize(state, values)
     out = []
     for check in CHECK_IDS:
         try:

@@ -104,7 +104,7 @@ def _swap_is_safe(state: dict[str, Any], values: dict[str, float]) -> bool:
 def tuning_recommendations(state: dict[str, Any], values: dict[str, float] | None = None,
                            config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     values, config = values or {}, config or {}
-    state = normalize(state)
+    state = normalize(state, values)
     out = []
     for check in run_checks(state, config):
         if check["status"] in ("ok", "unknown"):

@@ -6,11 +6,12 @@ import fnmatch
 from typing import Any
 
 from advisors.config import parse_cpulist
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.oom import counter_increase
 from advisors.rules.window import Window
 
 
+@emits("irq_on_isolated_cpu")
 def irq_on_isolated_cpu(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """`irq_interrupts_total{irq,cpu}` rising at `irq_min_rate_per_s` or more on an isolated CPU.
 
@@ -41,6 +42,5 @@ def irq_on_isolated_cpu(window: Window, config: dict[str, Any], active: set[str]
         name = labels.get("name") or labels.get("device")
         named = f" ({name})" if name else ""
         out.append(Finding("irq_on_isolated_cpu", "warning", {"irq": irq, "cpu": cpu},
-                           f"IRQ {irq}{named} fires {rate:.1f}/s on isolated CPU {cpu}; move it off with "
-                           f"/proc/irq/{irq}/smp_affinity_list", rate))
+                           f"IRQ {irq}{named} fires {rate:.1f}/s on isolated CPU {cpu}", rate))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.window import Window
 
 
@@ -16,6 +16,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+@emits("latency_slo_breach")
 def latency_slo_breach(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Per SLO `{"runtime", "model", "deadline_s", "target_ratio", "window_s"}` from the config.
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from advisors.config import ceilings
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits, fmt_bytes
 from advisors.rules.window import Window
 
 
 def _gb(value: float) -> str:
-    return f"{value / 1e9:.2f} GB"
+    return fmt_bytes(value)
 
 
 def slope_per_s(points: list[tuple[float, float]]) -> float | None:
@@ -35,6 +35,7 @@ def forecast_text(runtime: str, used: float, ceiling: float, slope: float | None
     return f"; {runtime} reaches its ceiling in ~{seconds / 60:.0f} min"
 
 
+@emits("runtime_memory_near_ceiling", "runtime_memory_over_ceiling")
 def runtime_memory(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """runtime_memory_near_ceiling (warning) and runtime_memory_over_ceiling (critical).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.window import Window
 
 
@@ -29,6 +29,7 @@ def _runtime_for_cgroup(config: dict[str, Any], cgroup: str) -> str | None:
     return None
 
 
+@emits("oom_kill")
 def oom_kill(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Critical while a kill happened within `oom_hold_s`; labelled by runtime where known."""
     since = window.now - float(config["thresholds"]["oom_hold_s"])

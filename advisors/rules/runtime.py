@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from advisors.config import runtime_priority
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.window import Window
 
 
+@emits("runtime_down")
 def runtime_down(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     t = config["thresholds"]
     after = float(t["runtime_down_after_s"])

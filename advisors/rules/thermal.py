@@ -5,7 +5,8 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
+from advisors.rules.boards import board_points, lookup
 from advisors.rules.window import Window
 
 
@@ -38,44 +39,93 @@ def _falling(window: Window, zone: str, since: float, drop: float, recent_s: flo
     return None
 
 
+def trip_point(window: Window, config: dict[str, Any], zone: str) -> tuple[float | None, str]:
+    """A zone's throttle point and where it came from: the device config, the board's own trip
+    points (published by the agent), the board's documented default, the threshold default."""
+    reported = window.state.get("throttle_celsius")
+    for where, points in (("configured", config.get("throttle_celsius") or {}),
+                          ("board-reported", reported if isinstance(reported, dict) else {}),
+                          ("board default", board_points(config.get("board")))):
+        limit = lookup(points, zone)
+        if limit is not None:
+            return limit, where
+    default = config["thresholds"].get("default_throttle_celsius")
+    return (float(default), "default") if default is not None else (None, "")
+
+
+def _busy(window: Window, t: dict[str, Any]) -> str:
+    """Why the clock should be high: the GPU busy, or jetson_clocks pinning it."""
+    load = window.points("gpu_load_ratio", window.now - float(t["thermal_recent_s"]))
+    if load and median(v for _, v in load) >= float(t["thermal_busy_ratio"]):
+        return f"at {median(v for _, v in load):.0%} GPU load"
+    locked = window.last("jetson_clocks_active")
+    if locked is not None and locked >= 0.5 or window.state.get("jetson_clocks") is True:
+        return "with jetson_clocks on"
+    return ""
+
+
+def _nvml_thermal(window: Window) -> list[str]:
+    """A discrete GPU's own verdict: NVML's thermal clock-event reasons while it throttles."""
+    if (window.last("gpu_throttle_active") or 0.0) < 0.5:
+        return []
+    reasons = window.state.get("throttle_reasons")
+    return [r for r in reasons if "thermal" in str(r)] if isinstance(reasons, list) else []
+
+
+@emits("thermal_throttling")
 def thermal_throttling(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Warning when a zone is within `thermal_margin_celsius` of its throttle point while clocks
     fall from their recent peak; critical at or above the point. Once firing it stays so until the
-    zone cools `thermal_clear_celsius` below the margin."""
+    zone cools `thermal_clear_celsius` below the margin. Without any throttle point, the evidence
+    itself: a zone at `thermal_hot_celsius` or more whose clock falls while the GPU is busy or
+    jetson_clocks pins it. On a discrete GPU, NVML's thermal slowdown reasons."""
     t = config["thresholds"]
-    # throttle points: device config first, then what the agent reports in its state
-    reported = window.state.get("throttle_celsius")
-    source = config.get("throttle_celsius") or (reported if isinstance(reported, dict) else {})
-    points_c: dict[str, float] = {str(k): float(v) for k, v in source.items() if v is not None}
-    default = t.get("default_throttle_celsius")
     margin, clear = float(t["thermal_margin_celsius"]), float(t["thermal_clear_celsius"])
     out = []
     for _key, (labels, points) in window.by_metric("temperature_celsius").items():
         zone = labels.get("zone", "")
-        limit = points_c.get(zone, default)
-        if limit is None or not points:
+        if not points:
             continue
         temp = points[-1][1]
         lab = {"zone": zone}
         firing = Finding("thermal_throttling", "warning", lab).fingerprint in active
-        if temp < limit - margin - (clear if firing else 0.0):
+        limit, origin = trip_point(window, config, zone)
+        edge = limit - margin if limit is not None else float(t["thermal_hot_celsius"])
+        if temp < edge - (clear if firing else 0.0):
             continue
         fall = _falling(window, zone, window.now - float(t["window_s"]), float(t["thermal_clock_drop_ratio"]),
                         float(t["thermal_recent_s"]))
-        if temp < limit and fall is None and not firing:
-            continue
         clocks = ""
         if fall:
             kind, now_hz, peak_hz = fall
             clocks = (f"; {kind} clock {now_hz / 1e6:.0f} MHz, down {1 - now_hz / peak_hz:.0%} "
                       f"from {peak_hz / 1e6:.0f} MHz")
-        where = (f"at or above its {limit:.0f} °C throttle point" if temp >= limit
-                 else f"{limit - temp:.1f} °C below its {limit:.0f} °C throttle point")
+        if limit is None:
+            if window.last("gpu_throttle_active") is not None:
+                continue  # a discrete GPU: NVML's own throttle reasons decide (below), not the evidence
+            why = _busy(window, t) if fall else ""
+            if not why and not firing:
+                continue
+            out.append(Finding("thermal_throttling", "warning", lab,
+                               f"{zone} at {temp:.1f} °C with clocks falling {why}{clocks} (no throttle point "
+                               "known: the clock falls under load, so it throttles)".replace("  ", " "), temp))
+            continue
+        if temp < limit and fall is None and not firing:
+            continue
+        where = (f"at or above its {limit:.0f} °C {origin} throttle point" if temp >= limit
+                 else f"{limit - temp:.1f} °C below its {limit:.0f} °C {origin} throttle point")
         out.append(Finding("thermal_throttling", "critical" if temp >= limit else "warning", lab,
                            f"{zone} at {temp:.1f} °C, {where}{clocks}", temp))
+    reasons = _nvml_thermal(window)
+    if reasons and not any(f.labels["zone"].lower().startswith("gpu") for f in out):
+        gpu_temp = window.last('temperature_celsius{zone="gpu"}')
+        at = f" at {gpu_temp:.0f} °C" if gpu_temp is not None else ""
+        out.append(Finding("thermal_throttling", "warning", {"zone": "gpu"},
+                           f"GPU{at} slows its clocks for heat (NVML: {', '.join(reasons)})", gpu_temp))
     return out
 
 
+@emits("gpu_clock_not_locked")
 def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     """Where the device policy wants locked clocks (jetson_clocks): they are not."""
     if not config.get("want_locked_clocks"):
@@ -83,6 +133,8 @@ def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str
     t = config["thresholds"]
     flag = window.last("jetson_clocks_active")
     state = window.state.get("jetson_clocks", window.state.get("clocks_locked"))
+    if isinstance(state, dict):  # the tuning source's per-domain reading, as the checklist reads it
+        state = state.get("gpu")
     reason = ""
     if flag is not None:
         if flag < 0.5:
@@ -102,4 +154,4 @@ def gpu_clock_not_locked(window: Window, config: dict[str, Any], active: set[str
         return []
     return [Finding("gpu_clock_not_locked", "warning", {},
                     f"GPU clocks are not locked ({reason}); the device policy wants them locked "
-                    "for steady latency: run jetson_clocks")]
+                    "for steady latency")]

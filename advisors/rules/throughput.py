@@ -6,6 +6,11 @@ loaded/unloaded, runtime restarted, or a request that paid a load) came between 
 request and the streak, else `throughput_degradation`. It resolves after as many requests back
 within `degradation_recover_ratio` of the baseline. The baseline outlives the window: it is kept
 in the rule memory (`window.memo`), so an hour-long slowdown stays firing.
+
+Slow drift: the rolling baseline follows a decline that is gradual enough. So each runtime+model
+also keeps a long-lived reference (the speed reached after warm-up, raised when the model gets
+faster, never lowered by the decline), and when the healthy median falls
+`drift_drop_ratio` below it, `throughput_degradation` fires with the reference as its baseline.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from statistics import median
 from typing import Any
 
-from advisors.rules.base import Finding
+from advisors.rules.base import Finding, emits
 from advisors.rules.window import Window
 
 RELOAD_EVENTS = {"model_loaded", "model_unloaded", "runtime_started", "runtime_stopped"}
@@ -54,7 +59,23 @@ def _reload_times(window: Window, threshold_s: float) -> dict[tuple[str, str | N
 
 def _fresh() -> dict[str, Any]:
     return {"healthy": [], "recent": [], "last_ts": 0.0, "last_reload": 0.0, "reloaded": False,
-            "slow": 0, "good": 0, "streak_reload": False, "degraded": None, "baseline": None, "since": None}
+            "slow": 0, "good": 0, "streak_reload": False, "degraded": None, "baseline": None, "since": None,
+            "reference": None, "ref_samples": [], "seen": 0}
+
+
+def _reference(entry: dict[str, Any], speed: float, t: dict[str, Any]) -> None:
+    """The long-lived reference: the median speed of the first healthy requests after warm-up,
+    raised (never lowered) to the healthy median once a full history says the model got faster.
+    Unlike the rolling baseline it does not follow a slow decline."""
+    entry["seen"] = entry.get("seen", 0) + 1
+    if entry.get("reference") is None:
+        if entry["seen"] > int(t["drift_warmup_requests"]):
+            samples = entry.setdefault("ref_samples", [])
+            samples.append(speed)
+            if len(samples) >= int(t["degradation_baseline_requests"]):
+                entry["reference"], entry["ref_samples"] = median(samples), []
+    elif len(entry["healthy"]) >= int(t["degradation_history"]):
+        entry["reference"] = max(entry["reference"], median(entry["healthy"]))
 
 
 def _step(entry: dict[str, Any], ts: float, speed: float, t: dict[str, Any]) -> None:
@@ -63,14 +84,17 @@ def _step(entry: dict[str, Any], ts: float, speed: float, t: dict[str, Any]) -> 
     if len(healthy) < int(t["degradation_baseline_requests"]):
         healthy.append(speed)
         entry["reloaded"] = False
+        _reference(entry, speed, t)
         return
     baseline = entry["baseline"] if entry["degraded"] else median(healthy)
+    confirm = int(t["degradation_confirm_requests"])
     if entry["degraded"]:
         if speed >= baseline * (1 - float(t["degradation_recover_ratio"])):
             entry["good"] += 1
-            if entry["good"] >= int(t["degradation_confirm_requests"]):
+            if entry["good"] >= confirm:
                 entry.update(degraded=None, baseline=None, since=None, slow=0, good=0, reloaded=False)
-                healthy.append(speed)
+                # the baseline restarts from the recovered speeds, not the slow history before
+                healthy[:] = entry["recent"][-confirm:]
         else:
             entry["good"] = 0
     elif speed < baseline * (1 - float(t["degradation_drop_ratio"])):
@@ -78,14 +102,22 @@ def _step(entry: dict[str, Any], ts: float, speed: float, t: dict[str, Any]) -> 
             entry["streak_reload"] = entry["reloaded"]
             entry["since"] = ts
         entry["slow"] += 1
-        if entry["slow"] >= int(t["degradation_confirm_requests"]):
+        if entry["slow"] >= confirm:
             entry.update(degraded="reload" if entry["streak_reload"] else "throughput", baseline=baseline, good=0)
     else:
         entry.update(slow=0, reloaded=False)
         healthy.append(speed)
+        del healthy[:-int(t["degradation_history"])]
+        _reference(entry, speed, t)
+        reference = entry.get("reference")
+        # slow drift: the rolling baseline followed the decline, the reference did not
+        if (reference and len(healthy) >= int(t["degradation_history"])
+                and median(healthy) < reference * (1 - float(t["drift_drop_ratio"]))):
+            entry.update(degraded="throughput", baseline=reference, since=ts, good=0, slow=0)
     del healthy[:-int(t["degradation_history"])]
 
 
+@emits("reload_degradation", "throughput_degradation")
 def degradation(window: Window, config: dict[str, Any], active: set[str]) -> list[Finding]:
     t = config["thresholds"]
     memo: dict[str, dict[str, Any]] = window.memo.setdefault(MEMO_KEY, {})
@@ -120,9 +152,9 @@ def degradation(window: Window, config: dict[str, Any], active: set[str]) -> lis
         base = entry["baseline"]
         drop = 1 - now_speed / base
         if entry["degraded"] == "reload":
-            rule, why = "reload_degradation", "after a model reload; restarting the runtime (or a reboot) restores it"
+            rule, why = "reload_degradation", "after a model reload"
         else:
-            rule, why = "throughput_degradation", "without a reload; check thermals, clocks and memory pressure"
+            rule, why = "throughput_degradation", "without a reload"
         out.append(Finding(rule, "warning", {"runtime": runtime, "model": model},
                            f"{model} on {runtime} decodes {now_speed:.1f} tok/s, {drop:.0%} below its "
                            f"{base:.1f} tok/s baseline {why}", now_speed))

@@ -24,6 +24,9 @@ class Window:
     # Rule memory carried from one cycle to the next (e.g. throughput baselines that must outlive
     # the window). Each rule owns one key; the engine keeps it in process, the live path in Redis.
     memo: dict[str, Any] = field(default_factory=dict)
+    # When the device last sent anything (any record; live also its latest-values hash), kept when
+    # the points leave the window: device_down measures silence from it.
+    last_seen: float | None = None
 
     @classmethod
     def from_records(cls, now: float, records: Iterable[dict[str, Any]]) -> Window:
@@ -34,6 +37,8 @@ class Window:
 
     def add(self, record: dict[str, Any]) -> None:
         ts = record["ts"]
+        if self.last_seen is None or ts > self.last_seen:
+            self.last_seen = ts
         if "values" in record:
             # only what a device may claim (collectors/bounds.py): finite numbers, no reserved
             # names, a bounded number of series per device (inlined: this is the rules' hot path)

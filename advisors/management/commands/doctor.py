@@ -41,6 +41,7 @@ class Command(BaseCommand):
         if device and not DEVICE_ID.match(device):
             raise CommandError(f"invalid device id {device!r}")
         config: dict[str, Any] = {}
+        values: dict[str, float] = {}
         if device:
             from advisors.alerting import device_config
             from advisors.telemetry import store
@@ -65,10 +66,11 @@ class Command(BaseCommand):
         else:
             from advisors.telemetry import store
 
-            state, source = store().latest(device)["state"], f"device {device} (latest tuning state)"
+            latest = store().latest(device)
+            state, values, source = latest["state"], latest["values"], f"device {device} (latest tuning state)"
             if not state:
                 source += ": no tuning state published yet"
-        checks = run_checks(state, config)
+        checks = run_checks(state, config, values)
         failing = any(c["status"] == "fail" for c in checks)
         if opts["json"]:
             self.stdout.write(json.dumps(checks, indent=2, ensure_ascii=False, default=str))
