@@ -5,7 +5,7 @@ name (thoxdash/live.py, static/thoxdash/device.js through the page config), the 
 names (collectors/proxy/series.py) and docs/METRICS.md (scripts/metrics_doc.py) all come from here.
 
 Adding a series: add one `Metric` row below (tests check that every name a source writes is listed,
-and that docs/METRICS.md is regenerated). Runtimes' own metrics (`vllm:...`, `llamacpp:...`, and
+and that docs/METRICS.md is regenerated). Runtimes' own metrics (e.g. `<runtime>:...` prefixed names, and
 the few a runtime client derives under its kind's prefix, e.g. `ollama_loaded_models`), which the
 runtimes source passes through, are not listed: collectors/runtimes/ owns those.
 

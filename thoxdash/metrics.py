@@ -3,7 +3,7 @@
 Each series key (`name{label="v"}`) becomes `thoxdash_name{device="<id>",label="v"}`; HELP and TYPE
 come from the metric catalog (collectors/catalog.py; unlisted `_total` series are counters), names
 follow node_exporter (`exported`: `_hz` is exported as `_hertz`; a gauge whose recording name ends
-in `_total`, such as `llamacpp_slots_total`, without it). Per device there are also
+in `_total`, declared so by its runtime kind, without it). Per device there are also
 `thoxdash_device_last_seen_timestamp_seconds` and `thoxdash_device_up` (1 while fresher than
 THOXDASH_STALE_AFTER_S); a device that is down exports `thoxdash_device_up 0` and nothing else.
 Labels starting with `__` are dropped, `pid` too (values summed over it); device series that would
@@ -33,6 +33,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
 from advisors.telemetry import store
+from collectors import runtimes
 from collectors.catalog import help_text, metric_type
 from collectors.series import SeriesKeyError, parse_series_key
 from thoxdash.auth import api_auth
@@ -45,16 +46,17 @@ def _help(name: str) -> str:
     return help_text(name)  # collectors/catalog.py: the one list of names, units and help
 
 
-# Recording names that end in _total but are gauges: exported under a gauge name.
-GAUGE_RENAMES = {"llamacpp_slots_total": "llamacpp_slots"}
+# Recording names that end in _total but are gauges (declared by each runtime kind): exported
+# under a gauge name without the suffix.
+TOTAL_GAUGES = runtimes.total_gauges()
 DROPPED_LABELS = {"pid"}  # churns a new series per process: values are summed over it
 
 
 def exported(name: str) -> tuple[str, str]:
     """(exported name without the prefix, type) of a recording series name. The recording format
     keeps its names (`_hz`, docs/METRICS.md); the exposition follows node_exporter (`_hertz`)."""
-    if name in GAUGE_RENAMES:
-        return GAUGE_RENAMES[name], "gauge"
+    if name in TOTAL_GAUGES:
+        return name[: -len("_total")], "gauge"
     counter = name.endswith("_total") and metric_type(name) == "counter"
     if name.endswith("_total") and not counter:  # a catalogued gauge: no _total in its exported name
         name = name[: -len("_total")]

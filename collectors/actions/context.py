@@ -8,7 +8,7 @@ default runtimes (name, kind, loopback URL) are allowed for evict/throttle, all 
     {"runtimes": [{"name": "ollama", "kind": "ollama", "url": "http://127.0.0.1:11434",
                    "priority": "background", "cgroup": "system.slice/ollama.service",
                    "service": "ollama.service", "container": null}],
-     "services": ["gdm3.service"], "containers": ["triton"]}
+     "services": ["gdm3.service"], "containers": ["inference-server"]}
 """
 
 from __future__ import annotations

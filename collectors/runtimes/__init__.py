@@ -60,6 +60,11 @@ def default_ceilings() -> dict[str, float]:
     return {k.name: k.default_ceiling_bytes for k in KINDS if k.default_ceiling_bytes}
 
 
+def total_gauges() -> frozenset[str]:
+    """Series runtime clients write under a `_total` name that are gauges, not counters."""
+    return frozenset(name for k in KINDS for name in k.total_gauges)
+
+
 def scrape_kinds() -> tuple[str, ...]:
     return tuple(k.name for k in KINDS if k.scrape is not None)
 
@@ -145,5 +150,5 @@ def peek(path: str, body: bytes) -> tuple[str | None, bool]:
 
 __all__ = ["CLIENTS", "KINDS", "INFERENCE", "SHAPES", "LoadedModel", "RuntimeApiError", "RuntimeClient",
            "RuntimeKind", "busy_reply", "canary_kinds", "client_for", "client_kind", "default_ceilings", "endpoint_for",
-           "error_reply", "get_kind", "kind_names", "parse_prometheus", "peek", "scrape_kinds",
+           "error_reply", "get_kind", "kind_names", "parse_prometheus", "peek", "scrape_kinds", "total_gauges",
            "LlamaCppClient", "OllamaClient", "TensorRtLlmClient", "TritonClient", "VllmClient"]

@@ -84,6 +84,8 @@ class RuntimeKind:
     scrape: Callable[[Scrape, dict[str, float | None]], None] | None = None
     canary: Callable[[str, str, int], tuple[str, dict[str, Any]]] | None = None  # (model, prompt, n)
     admin: AdminCalls = field(default_factory=AdminCalls)
+    # series this kind's client writes whose names end in _total but are gauges (exported without it)
+    total_gauges: tuple[str, ...] = ()
     notes: str = ""
 
     @property

@@ -338,6 +338,7 @@ def scrape(sc: Scrape, values: dict[str, float | None]) -> None:
 
 
 KIND = RuntimeKind(
+    total_gauges=("llamacpp_slots_total",),
     name="llamacpp",
     title="llama.cpp llama-server",
     client=LlamaCppClient,
