@@ -89,7 +89,7 @@ def request_action(store: TelemetryStore, device: str, action: str, params: Any,
     message = signing.build(device, action, clean, origin=origin, requested_by=who, dry_run=dry_run, ttl_s=TTL_S,
                             request_id=request_id)
     row = ActionRequest.objects.create(
-        device=device, action=action, params=clean, request_id=message["id"], origin=origin,
+        device=device, action=action, params=clean, request_id=message["id"], origin=origin, dry_run=dry_run,
         requested_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
         expires_at=_dt(message["expires_at"]), undo_of=undo_of, recommendation=recommendation[:200])
     # each device's requests are signed with its own key, derived from the server's master key

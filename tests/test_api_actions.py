@@ -266,6 +266,11 @@ def test_preview_button_asks_the_agent_and_changes_nothing(client, device, staff
     name, root, executor = device
     r = client.post("/advisor/do", {"device": name, "op": "preview", "rec": "gpu_runtime_pm"})
     assert r.status_code == 302
+    # still pending (the agent has not answered): the row already says it is a preview, not an apply
+    pending = ActionRequest.objects.get(device=name)
+    assert pending.state == "pending" and pending.dry_run
+    row_html = client.get(f"/advisor/?device={name}").content.decode().split('id="audit"', 1)[1]
+    assert "Preview: " in row_html
     executor.poll()
     act.collect_results(web_store(), name)
     row = ActionRequest.objects.get(device=name)

@@ -20,6 +20,7 @@ class ActionRequest(models.Model):
     request_id = models.CharField(max_length=64, unique=True)
     state = models.CharField(max_length=16, default="pending", db_index=True)
     origin = models.CharField(max_length=8, default="user", help_text="user, or auto (auto mode)")
+    dry_run = models.BooleanField(default=False, help_text="a preview: the device reports, changes nothing")
     recommendation = models.CharField(max_length=200, blank=True, default="")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     requested_at = models.DateTimeField(auto_now_add=True)
@@ -42,7 +43,7 @@ class ActionRequest(models.Model):
 
     def as_json(self) -> dict:
         return {"id": self.request_id, "device": self.device, "action": self.action, "params": self.params,
-                "state": self.state, "origin": self.origin, "recommendation": self.recommendation,
+                "state": self.state, "origin": self.origin, "dry_run": self.dry_run, "recommendation": self.recommendation,
                 "requested_by": self.requested_by.username if self.requested_by else None,
                 "requested_at": self.requested_at.isoformat() if self.requested_at else None,
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None,
