@@ -43,7 +43,8 @@ class ActionRequest(models.Model):
 
     def as_json(self) -> dict:
         return {"id": self.request_id, "device": self.device, "action": self.action, "params": self.params,
-                "state": self.state, "origin": self.origin, "dry_run": self.dry_run, "recommendation": self.recommendation,
+                "state": self.state, "origin": self.origin, "dry_run": self.dry_run,
+                "recommendation": self.recommendation,
                 "requested_by": self.requested_by.username if self.requested_by else None,
                 "requested_at": self.requested_at.isoformat() if self.requested_at else None,
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None,
