@@ -154,7 +154,8 @@ def test_every_page_renders_with_data_escaped_and_live(dash, dstore, browser):
     ollama = page.evaluate("document.getElementById('chart-memory').data[0].y.filter(v => v !== null)")
     assert 0.7 < ollama[-1] < 0.8  # 4.1 GB of a 5.5 GB ceiling, as a share of that ceiling
     forecast = page.inner_text("#forecast")
-    assert "5.50 GB ceiling" in forecast and f"{HOSTILE}: 1.00 GB (no ceiling)" in forecast
+    # the alerts' units: a 5.5 GB (5.5e9 bytes) ceiling is 5.12 GiB, 1e9 bytes are 954 MiB
+    assert "5.12 GiB ceiling" in forecast and f"{HOSTILE}: 954 MiB (no ceiling)" in forecast
     # CPU per core: a heatmap from 0 to 100 %, the isolated core marked
     assert page.evaluate("document.getElementById('chart-cpu').data[0].type") == "heatmap"
     assert "cpu3 ⊘" in texts(page, "#chart-cpu .ytick text")

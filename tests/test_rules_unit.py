@@ -190,3 +190,14 @@ def test_clock_lock_reads_the_tuning_state_the_checklist_reads():
     assert next(c for c in run_checks(state, {}) if c["check"] == "clocks_locked")["status"] != "ok"
     state["clocks_locked"]["gpu"] = True
     assert gpu_clock_not_locked(Window(now=1, state=state), config, set()) == []
+
+
+def test_board_default_trip_points_follow_nvidias_device_trees():
+    from advisors.rules.boards import board_points
+
+    orin = board_points({"model": "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit"})
+    assert orin["gpu"] == orin["cpu"] == 99.0 and "tj" not in orin  # tj has only a critical trip
+    assert board_points({"model": "NVIDIA Jetson Xavier NX Developer Kit"}) == {
+        "cpu": 90.5, "gpu": 91.5, "aux": 90.0}
+    assert board_points("Jetson-AGX Xavier")["gpu"] == 92.5
+    assert board_points({"model": "x86_64 host"}) == {}

@@ -380,7 +380,11 @@
     noteData(id, true);
   }
 
-  function human(bytes) { return (bytes / 1e9).toFixed(2) + " GB"; }
+  // the alerts' unit convention (advisors/rules/base.py fmt_bytes): GiB from 1 GiB up, else MiB
+  function human(bytes) {
+    return Math.abs(bytes) >= 1073741824 ? (bytes / 1073741824).toFixed(2) + " GiB"
+      : (bytes / 1048576).toFixed(0) + " MiB";
+  }
   function duration(s) {
     if (s < 120) return Math.round(s) + " s";
     if (s < 7200) return Math.round(s / 60) + " min";

@@ -11,7 +11,11 @@
   var rows = JSON.parse(document.getElementById("fleet-data").textContent);
   var sortKey = "id", sortDir = 1, REFRESH_MS = 5000, failures = 0;
 
-  function gb(b) { return b === null || b === undefined ? "" : (b / 1e9).toFixed(1) + " GB"; }
+  // the alerts' unit convention: GiB from 1 GiB up, else MiB
+  function gb(b) {
+    if (b === null || b === undefined) return "";
+    return Math.abs(b) >= 1073741824 ? (b / 1073741824).toFixed(1) + " GiB" : (b / 1048576).toFixed(0) + " MiB";
+  }
   function pct(r) { return r === null || r === undefined ? "" : Math.round(r * 100) + "%"; }
   function ago(ts) {
     if (!ts) return "never";
