@@ -117,12 +117,12 @@ def test_make_run_rides_out_a_redis_outage(tmp_path):
         assert run.proc.poll() is None
         # The agent's stream has no missing second across the outage.
         wait_for(lambda: store.read(DEVICE, since=back_at + 3), 30, "agent records after the outage")
-        stamps = [r["ts"] for r in store.read(DEVICE, since=killed_at - 5, until=back_at + 3)]
+        stamps = [r["ts"] for r in store.read(DEVICE, since=killed_at - 3, until=back_at + 3)]
         gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-        # the window's edges are covered within the same 2 s bound as the gaps (samples are 1 s apart,
-        # with jitter: a last sample at back_at + 1.97 in a window ending at back_at + 3 is no gap)
+        # from before the kill to after the return: the edges are covered within the same 2 s bound as
+        # the gaps (samples 1 s apart with jitter; a busy 2-core box may delay one sample)
         edges = (stamps[0] - killed_at, stamps[-1] - back_at, max(gaps))
-        assert stamps[0] < killed_at - 3 and stamps[-1] > back_at + 1 and max(gaps) < 2.0, edges
+        assert stamps[0] < killed_at - 1 and stamps[-1] > back_at + 1 and max(gaps) < 2.0, edges
         # The demo replay resumed (and registered its device again if need be).
         wait_for(lambda: store.read("demo-agx-orin", since=back_at + 1), 30, "demo replay after the outage")
         # An action is applied after the outage.
