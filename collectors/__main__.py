@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import os
-import signal
 import sys
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-from collectors import redis_version
-from collectors.runtimes import kind_names
-from collectors.store import (
+from collectors import slim
+
+if __name__ == "__main__" and sys.argv[1:2] == ["agent"]:
+    slim.prepare_agent(sys.argv[2:])  # first: before anything imports redis, ssl or http.client
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from collectors import redis_version  # noqa: E402
+from collectors.runtimes import kind_names  # noqa: E402
+from collectors.store import (  # noqa: E402
     DEFAULT_URL,
     StoreUnavailable,
     TelemetryStore,

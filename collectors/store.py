@@ -87,7 +87,22 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
     kwargs.setdefault("socket_connect_timeout", 2)
     kwargs.setdefault("socket_timeout", 5)
     kwargs.setdefault("health_check_interval", 15)
+    if "driver_info" not in kwargs and "lib_version" not in kwargs:
+        kwargs.update(_driver_info())
     return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+
+
+def _driver_info() -> dict[str, Any]:
+    """redis-py's version for CLIENT SETINFO, given, so redis-py need not look itself up with
+    importlib.metadata (which the agent leaves unloaded: collectors/slim.py)."""
+    version = getattr(redis, "__version__", None)
+    if not isinstance(version, str):
+        return {}
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # redis-py before 7: the plain keyword
+        return {"lib_version": version}
+    return {"driver_info": DriverInfo(lib_version=version)}
 
 
 def ping(client: redis.Redis) -> None:

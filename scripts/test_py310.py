@@ -33,7 +33,7 @@ AGENT_TESTS = [
     "tests/test_irq_tuning.py",
     "tests/test_runtimes_clients.py", "tests/test_actions_runtime.py", "tests/test_proxy.py",
     "tests/test_proxy_admission.py", "tests/test_proxy_fastpath.py", "tests/test_proxy_framing.py",
-    "tests/test_proxy_outage.py", "tests/test_redis_version.py",
+    "tests/test_proxy_outage.py", "tests/test_redis_version.py", "tests/test_agent_slim.py",
 ]
 
 

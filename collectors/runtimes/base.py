@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors import slim
 from collectors.runtimes.http import HttpClient, Response, Transport, TransportError
 from collectors.series import SeriesKeyError, series_key
 
@@ -81,8 +82,8 @@ def parse_prometheus(text: str, labels: dict[str, str] | None = None) -> dict[st
     """
     # The parser names counter samples `<family>_total`; keep the name the runtime exposed
     # (Triton's `nv_inference_request_success` has no suffix).
-    # imported here: only an agent watching a runtime with metrics pays for it
-    from prometheus_client.parser import text_string_to_metric_families
+    # loaded on first use: only an agent watching a runtime with metrics pays for it
+    text_string_to_metric_families = slim.prometheus_text_parser()
 
     exposed = {_sample_name(line) for line in text.splitlines()
                if line.strip() and not line.lstrip().startswith("#")} - {""}

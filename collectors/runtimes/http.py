@@ -9,13 +9,15 @@ tests. Failures are `TransportError` (with `timeout` True when no answer came in
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:
+    import http.client
 
 USER_AGENT = "thoxdash-agent"
 MAX_BODY = 64 << 20  # an admin answer larger than this is refused, not read into memory
@@ -60,10 +62,18 @@ class HttpTransport:
         self._lock = threading.Lock()
 
     def _conn(self, scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        import http.client  # on first use: a device without runtimes never loads it (nor its email parser)
+
         key = (scheme, host, port)
         conn = self._conns.pop(key, None)
         if conn is None:
-            cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            cls: type[http.client.HTTPConnection] = http.client.HTTPConnection
+            if scheme == "https":
+                if not hasattr(http.client, "HTTPSConnection"):  # ssl left out (collectors/slim.py)
+                    raise TransportError(
+                        f"https://{host}:{port}: this agent runs without TLS, because no URL in its "
+                        "configuration at start used it (collectors/slim.py); restart the agent to load it")
+                cls = http.client.HTTPSConnection
             conn = cls(host, port, timeout=timeout)
         else:
             conn.timeout = timeout
@@ -73,6 +83,8 @@ class HttpTransport:
 
     def request(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                 timeout: float) -> Response:
+        import http.client
+
         parts = urlsplit(url)
         scheme = parts.scheme or "http"
         if scheme not in ("http", "https") or not parts.hostname:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from collectors import slim
 from collectors.runtimes.base import RuntimeClient
 from collectors.series import series_key
 
@@ -17,8 +18,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def parse_samples(text: str) -> Samples:
     """Every sample of a Prometheus text exposition, keyed by (name, sorted labels)."""
-    # imported here: only an agent scraping a runtime pays for it
-    from prometheus_client.parser import text_string_to_metric_families
+    # loaded on first use: only an agent watching a runtime with metrics pays for it
+    text_string_to_metric_families = slim.prometheus_text_parser()
 
     out: Samples = {}
     for family in text_string_to_metric_families(text):
