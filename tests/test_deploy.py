@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -287,6 +288,19 @@ def test_units_are_hardened_and_keep_secrets_off_the_command_line():
         if unit.name != "thoxdash-agent.service":  # the agent needs /dev/nvidia* (NVML, nvpmodel)
             assert "PrivateDevices=yes" in text, unit.name
         assert "${REDIS_URL}" not in text and "--redis" not in text, unit.name
+
+
+def test_every_worker_launcher_gives_the_same_worker_flags():
+    """make run, the systemd unit and the container start one worker the same way: no gossip,
+    mingle or heartbeat (whose teardown races a lost broker connection)."""
+    launchers = {"scripts/run.sh": (ROOT / "scripts/run.sh").read_text(),
+                 "thoxdash-worker.service": (DEPLOY / "systemd/thoxdash-worker.service").read_text(),
+                 "entrypoint.sh": (DEPLOY / "docker/entrypoint.sh").read_text()}
+    for name, text in launchers.items():
+        # the command line, continuation lines (`\` at the end) joined
+        command = re.sub(r"\\\n\s*", " ", text[text.index("celery -A thoxdash worker"):]).splitlines()[0]
+        for flag in ("--without-gossip", "--without-mingle", "--without-heartbeat", "-l warning"):
+            assert flag in command, f"{name}: {flag} missing from {command!r}"
 
 
 def test_stack_runs_as_the_acl_server_user(tmp_path):
