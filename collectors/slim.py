@@ -167,3 +167,18 @@ def prometheus_text_parser() -> Callable[[str], Iterable[Any]]:
                     del sys.modules["prometheus_client"]
         _parser = text_string_to_metric_families
         return _parser
+
+
+def redis_driver_info() -> dict[str, Any]:
+    """Keyword arguments giving redis-py its own version for CLIENT SETINFO, so that it need not
+    look it up with importlib.metadata (left unloaded in the agent)."""
+    import redis
+
+    version = getattr(redis, "__version__", None)
+    if not isinstance(version, str):
+        return {}
+    try:
+        from redis.driver_info import DriverInfo
+    except ImportError:  # redis-py before 7: the plain keyword
+        return {"lib_version": version}
+    return {"driver_info": DriverInfo(lib_version=version)}

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from collectors import bounds, registry
+from collectors import bounds, registry, slim
 from collectors.entries import BadEntry as BadEntry
 from collectors.entries import decode, decode_all, encode
 from collectors.keys import DEVICE_ID as DEVICE_ID
@@ -88,21 +88,8 @@ def connect(url: str | None = None, **kwargs: Any) -> redis.Redis:
     kwargs.setdefault("socket_timeout", 5)
     kwargs.setdefault("health_check_interval", 15)
     if "driver_info" not in kwargs and "lib_version" not in kwargs:
-        kwargs.update(_driver_info())
+        kwargs.update(slim.redis_driver_info())
     return redis.Redis.from_url(url, decode_responses=True, **kwargs)
-
-
-def _driver_info() -> dict[str, Any]:
-    """redis-py's version for CLIENT SETINFO, given, so redis-py need not look itself up with
-    importlib.metadata (which the agent leaves unloaded: collectors/slim.py)."""
-    version = getattr(redis, "__version__", None)
-    if not isinstance(version, str):
-        return {}
-    try:
-        from redis.driver_info import DriverInfo
-    except ImportError:  # redis-py before 7: the plain keyword
-        return {"lib_version": version}
-    return {"driver_info": DriverInfo(lib_version=version)}
 
 
 def ping(client: redis.Redis) -> None:
