@@ -111,7 +111,9 @@ def clean(config: Any, device: bool = False) -> dict[str, Any]:
 
 
 def _is_set(value: Any) -> bool:
-    return value is not None and value != "" and value != [] and value != {} and value is not False
+    """An override that replaces the device's own value: anything but None and empty (False is a
+    choice: Settings' "not required" switches off a device's `want_locked_clocks`)."""
+    return value is not None and value != "" and value != [] and value != {}
 
 
 def _merge_list(base: list[dict[str, Any]], over: list[dict[str, Any]], ident: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -132,9 +134,10 @@ def resolve(device: Any, override: Any = None, *, board: Any = None,
     """The rule config of one device: `device` (its own, published config) overridden field by
     field by `override` (Settings or `evaluate --config`): dicts (thresholds, throttle points,
     `for_s`) key by key, runtimes by name and SLOs by runtime+model entry by entry, any other field
-    when it is set (an empty value or `want_locked_clocks: false` in Settings leaves the device's
-    own). `thresholds` are deployment defaults under both (e.g. THOXDASH_STALE_AFTER_S); `board`
-    (the registration/recording header's board) picks default thermal trip points."""
+    when it is set (an empty value, or None for `want_locked_clocks`, leaves the device's own;
+    `want_locked_clocks: false` switches it off). `thresholds` are deployment defaults under both
+    (e.g. THOXDASH_STALE_AFTER_S); `board` (the registration/recording header's board) picks
+    default thermal trip points."""
     out = clean(device, device=True)
     over = clean(override)
     # Settings keep throttle points and `for` inside its thresholds: they override per key too

@@ -52,6 +52,22 @@ def test_the_settings_form_saves_as_served(client, staff):
     assert [(r["name"], r["kind"]) for r in saved] == [("ollama", "ollama")]  # no phantom row from the blank one
 
 
+def test_locked_clocks_round_trip_through_the_form(client, staff):
+    """The three choices save and come back selected; saving the form as served keeps the choice."""
+    DeviceSettings.objects.create(device="orin-c", runtimes=[{"name": "ollama", "kind": "ollama"}])
+    data = served_form(client.get("/settings/?device=orin-c").content.decode())
+    assert data["want_locked_clocks"] == ""  # as the device says
+    for choice, stored in (("no", False), ("yes", True), ("", None)):
+        data["want_locked_clocks"] = choice
+        assert client.post("/settings/?device=orin-c", data).status_code == 302
+        assert DeviceSettings.objects.get(device="orin-c").want_locked_clocks is stored
+        again = served_form(client.get("/settings/?device=orin-c").content.decode())
+        assert again["want_locked_clocks"] == choice
+    data["want_locked_clocks"] = "maybe"
+    response = client.post("/settings/?device=orin-c", data)
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+
+
 def test_an_invalid_regex_is_refused_and_named(client, staff):
     DeviceSettings.objects.create(device="orin-b", runtimes=[{"name": "ollama", "kind": "ollama"}])
     data = served_form(client.get("/settings/?device=orin-b").content.decode())

@@ -138,6 +138,10 @@ def test_registry_junk_is_skipped_and_reported(store, caplog):
     assert store.device_ids() == ["board-junk", "good-1"]
     assert sorted(store.latest_all()) == store.device_ids()
     assert "device registry: skipped" in caplog.text
+    from thoxdash.selfmetrics import SelfCollector  # and Prometheus hears of them
+
+    gauge = next(m for m in SelfCollector(store).collect() if m.name == "thoxdash_registry_problems")
+    assert [(s.name, s.value) for s in gauge.samples] == [("thoxdash_registry_problems", len(JUNK) - 1)]
 
 
 def test_a_deleted_registry_entry_is_restored_by_enrollment(store):

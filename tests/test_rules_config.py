@@ -159,3 +159,13 @@ def test_junk_numbers_from_a_device_are_dropped_not_fatal():
     assert cfg["thresholds"]["window_s"] == 300 and cfg["thresholds"]["stale_after_s"] == 20
     assert isinstance(cfg["thresholds"]["irq_ignore"], list)
     assert cfg["throttle_celsius"] == {"cpu": 95} and cfg["for_s"]["swap_in_use"] == 0.0
+
+
+def test_settings_can_switch_off_locked_clocks_a_device_asks_for():
+    """Locked GPU clocks in Settings: "as the device says" (None) keeps the device's own, "not
+    required" (False) switches off the demand a device's config makes, "required" (True) adds it."""
+    device = {"want_locked_clocks": True}
+    assert resolve(device, DeviceSettings(device="d").config())["want_locked_clocks"] is True
+    assert resolve(device, DeviceSettings(device="d", want_locked_clocks=False).config())["want_locked_clocks"] is False
+    assert resolve({}, DeviceSettings(device="d", want_locked_clocks=True).config())["want_locked_clocks"] is True
+    assert "want_locked_clocks" not in DeviceSettings(device="d").config()

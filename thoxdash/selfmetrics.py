@@ -1,5 +1,5 @@
 """ThoxDash's own health in /metrics: rule evaluation (lag, cycle time), webhook deliveries by
-result, the Celery queue depth and the firing alerts. Read at scrape time: a few Redis commands and
+result, the Celery queue depth, the firing alerts and the device registry entries skipped as bad. Read at scrape time: a few Redis commands and
 two GROUP BY queries, whatever the number of devices."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SELF_METRICS: dict[str, tuple[str, str]] = {
     "webhook_deliveries": ("gauge", "Webhook deliveries in the outbox by status (sent, retrying, failed, ...)."),
     "celery_queue_length": ("gauge", "Tasks waiting in the Celery queue."),
     "alerts_firing": ("gauge", "Alerts firing now, by severity."),
+    "registry_problems": ("gauge", "Device registry entries skipped as malformed (listed on the Settings page)."),
 }
 _FROM_HASH = {
     "rules_last_cycle_timestamp_seconds": "rules_last_cycle_ts",
@@ -72,6 +73,17 @@ class SelfCollector:
             yield lag
         yield from self._database()
         yield from self._queue()
+        yield from self._registry()
+
+    def _registry(self) -> Iterator[Metric]:
+        try:
+            problems = self.store.registry().problems
+        except Exception:
+            log.warning("self-metrics: device registry unavailable", exc_info=True)
+            return
+        metric = _metric("registry_problems")
+        metric.add_sample(metric.name, {}, len(problems))
+        yield metric
 
     def _database(self) -> Iterator[Metric]:
         from django.db.models import Count

@@ -84,9 +84,23 @@ class SloForm(forms.Form):
                 "target_ratio": slo.get("target_ratio", 0.99), "window_s": slo.get("window_s", 60)}
 
 
+LOCKED_CLOCKS = {"": None, "yes": True, "no": False}
+
+
 class DeviceForm(forms.Form):
     isolated_cpus = forms.RegexField(regex=r"^[0-9,\- ]*$", max_length=200, required=False,
                                      help_text="e.g. 4-7")
+    want_locked_clocks = forms.ChoiceField(
+        choices=[("", "as the device's config says"), ("yes", "required"), ("no", "not required")],
+        required=False, label="Locked GPU clocks",
+        help_text="required: gpu_clock_not_locked fires while the GPU clock floats")
+
+    @staticmethod
+    def locked_choice(value: bool | None) -> str:
+        return next(key for key, choice in LOCKED_CLOCKS.items() if choice is value)
+
+    def clean_want_locked_clocks(self) -> bool | None:
+        return LOCKED_CLOCKS[self.cleaned_data.get("want_locked_clocks") or ""]
 
 
 class WebhookForm(forms.Form):

@@ -159,12 +159,15 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         if chosen and device_form.is_valid() and runtimes.is_valid() and slos.is_valid():
             DeviceSettings.objects.update_or_create(device=chosen, defaults={
                 "runtimes": collect(runtimes), "slos": collect(slos),
-                "isolated_cpus": device_form.cleaned_data["isolated_cpus"].replace(" ", "")})
+                "isolated_cpus": device_form.cleaned_data["isolated_cpus"].replace(" ", ""),
+                "want_locked_clocks": device_form.cleaned_data["want_locked_clocks"]})
             messages.success(request, f"Saved the settings of {chosen}.")
             return redirect(reverse("settings") + "?" + _query(device=chosen))
         messages.error(request, "Not saved: correct the fields marked below.")
     else:
-        device_form = DeviceForm(initial={"isolated_cpus": row.isolated_cpus if row else ""})
+        device_form = DeviceForm(initial={
+            "isolated_cpus": row.isolated_cpus if row else "",
+            "want_locked_clocks": DeviceForm.locked_choice(row.want_locked_clocks if row else None)})
         runtimes = RuntimeFormSet(prefix="rt", initial=[RuntimeForm.initial_from(r) for r in config["runtimes"]])
         slos = SloFormSet(prefix="slo", initial=[SloForm.initial_from(s) for s in config["slos"]])
     from thoxdash.settings_forms import WebhookForm, redacted
@@ -176,7 +179,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             hook.disabled_reason = "see a staff user"
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
-        "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
+        "webhook_form": WebhookForm(), "runtimes": runtimes, "locked_now": bool(config.get("want_locked_clocks")), "slos": slos, "webhooks": hooks,
         "enrolled": sorted(store().devices()), "registry_problems": store().registry().problems[:20],
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
