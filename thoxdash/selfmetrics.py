@@ -1,6 +1,6 @@
 """ThoxDash's own health in /metrics: rule evaluation (lag, cycle time), webhook deliveries by
-result, the Celery queue depth, the firing alerts and the device registry entries skipped as bad. Read at scrape time: a few Redis commands and
-two GROUP BY queries, whatever the number of devices."""
+result, the Celery queue depth, the firing alerts and the device registry entries skipped as bad.
+Read at scrape time: a few Redis commands and two GROUP BY queries, whatever the number of devices."""
 
 from __future__ import annotations
 

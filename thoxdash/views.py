@@ -179,7 +179,8 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             hook.disabled_reason = "see a staff user"
     return render(request, "settings.html", {
         "devices": devices, "chosen": chosen, "has_row": row is not None, "device_form": device_form,
-        "webhook_form": WebhookForm(), "runtimes": runtimes, "locked_now": bool(config.get("want_locked_clocks")), "slos": slos, "webhooks": hooks,
+        "webhook_form": WebhookForm(), "runtimes": runtimes, "slos": slos, "webhooks": hooks,
+        "locked_now": bool(config.get("want_locked_clocks")),
         "enrolled": sorted(store().devices()), "registry_problems": store().registry().problems[:20],
         "users": get_user_model().objects.order_by("username"), "can_edit": request.user.is_staff,
     })
