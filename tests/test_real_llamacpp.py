@@ -8,6 +8,9 @@ decoding of that model always runs to max_tokens, so token counts are exact.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,8 @@ from collectors.runtimes import client_for
 from collectors.runtimes.base import SHARED
 from collectors.sources.latency_scrape import LatencyScrapeSource
 from collectors.sources.runtimes import RuntimeSource
+from collectors.store import TelemetryStore, connect
+from tests.isolation import RUN_PREFIX
 from tests.real_llamacpp import ALIAS, LlamaServer, model_path
 
 pytestmark = pytest.mark.timeout(180)
@@ -247,3 +252,40 @@ def test_speed_of_a_long_answer_while_it_streams(llama, tmp_path):
         src.close()
     assert v["llamacpp_slots_decode_tokens_per_second"] > 0
     assert "llamacpp:predicted_tokens_seconds" not in v  # no request finished in this tick
+
+
+def test_a_slim_agent_watches_a_real_llama_server(redis_url, model, tmp_path):
+    """The runtime path of an agent that left ssl out (collectors/slim.py; the rest of what it
+    leaves out: tests/test_agent_slim.py): the admin API over http.client and /metrics through
+    prometheus_client's parser loaded without its package (which would import ssl)."""
+    root = Path(__file__).resolve().parent.parent
+    prefix = f"{RUN_PREFIX}slimllama{os.getpid()}:"
+    with LlamaServer(model, log_dir=tmp_path) as llama:
+        config = tmp_path / "runtimes.json"
+        config.write_text(json.dumps({"defaults": False, "runtimes": [
+            {"name": "llm", "kind": "llamacpp", "url": llama.url, "scrape_latency": True}]}))
+        env = {k: v for k, v in os.environ.items() if k not in ("THOXDASH_AGENT_CONFIG", "THOXDASH_AGENT_SLIM")}
+        env.update(THOXDASH_REDIS_PREFIX=prefix, THOXDASH_AGENT_RUNTIMES=str(config),
+                   THOXDASH_AGENT_INTERVALS="runtimes=1,latency_scrape=1")
+        proc = subprocess.Popen([sys.executable, "-m", "collectors", "agent", "--device", "slim", "--redis",
+                                 redis_url, "--spill", str(tmp_path / "spill")], cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        store = TelemetryStore(connect(redis_url), prefix=prefix)
+        decode = f'{DECODE_TPS}{{model="{ALIAS}",runtime="llm"}}'
+        values: dict[str, float] = {}
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and decode not in values:
+                assert llama.chat(max_tokens=24)[0] == 200
+                time.sleep(0.5)
+                values = store.latest("slim").get("values") or {}
+            assert values.get('runtime_api_up{runtime="llm"}') == 1.0
+            assert values.get(decode, 0) > 0, sorted(values)
+            assert any(k.startswith("llamacpp:") for k in values), "no sample of the server's /metrics"
+            maps = Path(f"/proc/{proc.pid}/maps").read_text()
+            assert "libssl" not in maps and "_ssl." not in maps
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+            store.delete_prefix()
+        assert "Traceback" not in err
