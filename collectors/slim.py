@@ -124,7 +124,10 @@ def undo(done: list[str]) -> None:
     for name in [n for n in sys.modules if n == "redis" or n.startswith("redis.")]:
         del sys.modules[name]
     for name in done:
-        sys.modules.pop(name, None)
+        module = sys.modules.pop(name, None)
+        parent, _, child = name.rpartition(".")
+        if module is not None and parent in sys.modules and getattr(sys.modules[parent], child, None) is module:
+            delattr(sys.modules[parent], child)  # the lazy stand-in goes too: the next import is real
 
 
 def prepare_agent(argv: list[str], environ: Mapping[str, str] | None = None) -> list[str]:

@@ -99,11 +99,13 @@ def test_a_redis_py_that_needs_ssl_at_import_gets_everything(tmp_path):
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("import ssl\nVERSION = ssl.OPENSSL_VERSION\n")
     code = ("import sys; from collectors import slim; done = slim.leave_out(tls=False); import redis; "
-            "print(done, sys.modules.get('ssl') is not None, redis.VERSION.startswith('OpenSSL'))")
+            "from importlib import metadata; "
+            "print(done, sys.modules.get('ssl') is not None, redis.VERSION.startswith('OpenSSL'), "
+            "bool(metadata.version('pytest')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["[]", "True", "True"]
+    assert out.stdout.split() == ["[]", "True", "True", "True"]
     assert "redis-py does not import without ssl" in out.stderr
 
 
